@@ -1,0 +1,72 @@
+"""The `twinserve` command. Flags and environment are read here and in config.py only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon.config import ServerConfig, from_cli
+from daemon.errors import ModelDefinitionError
+
+log = logging.getLogger("twinserve")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twinserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve a model directory over HTTP and gRPC")
+    serve.add_argument("model_dir", type=Path, help="a Truss-style model directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, default=8080, help="HTTP port (0: any free one)")
+    serve.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free one)")
+    serve.add_argument("--log-level", default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    server_config = ServerConfig(host=args.host, http_port=args.http_port,
+                                 grpc_port=args.grpc_port, log_level=args.log_level)
+    try:
+        config = from_cli(args.model_dir, server_config)
+        from daemon.model.loader import build_pipeline
+
+        pipeline = build_pipeline(config)
+    except ModelDefinitionError as exc:
+        log.error("%s", exc.message)
+        return 1
+    from daemon.server import Server
+
+    _install_uvloop()
+    return asyncio.run(Server(config, pipeline).run())
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

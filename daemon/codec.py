@@ -1,0 +1,45 @@
+"""JSON in and out, in one place: orjson when installed, the standard library otherwise."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from daemon.errors import InvalidInput
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a default dependency
+    orjson = None  # type: ignore[assignment]
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON, raising InvalidInput that says where it broke."""
+    try:
+        if orjson is not None:
+            return orjson.loads(data)
+        return json.loads(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise a model's result; TypeError names what could not be encoded."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError as exc:
+            raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
+
+
+def encode_chunk(chunk: Any) -> bytes:
+    """One streamed chunk on the wire: str and bytes as they are, anything else a JSON line."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode()
+    return dumps(chunk) + b"\n"

@@ -1,0 +1,200 @@
+"""config.yaml and command-line flags -> one typed, validated Config.
+
+Every error names the offending key (`runtime.predict_concurrency: ...`). Keys that Truss
+defines but that only matter to Truss's image builder (requirements, resources, ...) are
+accepted and ignored, so a Truss model directory loads unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daemon.errors import ConfigError
+
+MiB = 1024 * 1024
+
+# Truss keys that describe the build, not the server: accepted, not used.
+_TRUSS_BUILD_KEYS = frozenset(
+    {
+        "apply_library_patches", "base_image", "build", "build_commands", "cache_internal",
+        "description", "docker_server", "examples_filename", "external_data",
+        "external_package_dirs", "input_type", "live_reload", "model_cache", "model_framework",
+        "model_type", "output_type", "python_version", "requirements", "requirements_file",
+        "resources", "spec_version", "system_packages", "trt_llm", "use_local_src",
+        "training_checkpoints",
+    }
+)
+_MODEL_KEYS = frozenset(
+    {
+        "model_name", "model_module_dir", "model_class_filename", "model_class_name", "data_dir",
+        "bundled_packages_dir", "secrets", "environment_variables", "model_metadata", "runtime",
+        "engine",
+    }
+)
+# Truss runtime keys we accept without acting on them.
+_TRUSS_RUNTIME_KEYS = frozenset(
+    {
+        "streaming_read_timeout", "enable_tracing_data", "enable_debug_logs", "health_checks",
+        "transport", "is_websocket_endpoint",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    predict_concurrency: int = 1
+    max_request_bytes: int = 64 * MiB
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What config.yaml says about the model directory."""
+
+    root: Path
+    model_name: str
+    model_module_dir: str = "model"
+    model_class_filename: str = "model.py"
+    model_class_name: str = "Model"
+    data_dir: str = "data"
+    bundled_packages_dir: str = "packages"
+    secrets: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    model_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def model_file(self) -> Path:
+        return self.root / self.model_module_dir / self.model_class_filename
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 50051
+    log_level: str = "INFO"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    server: ServerConfig
+    secret_overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def load_model_config(root: Path) -> ModelConfig:
+    """Read `root/config.yaml` (optional: a bare model directory gets the defaults)."""
+    if not root.is_dir():
+        raise ConfigError(f"model directory {str(root)!r} does not exist")
+    path = root / "config.yaml"
+    raw: Any = {}
+    if path.exists():
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_kind(raw)}")
+    return parse_model_config(root, raw)
+
+
+def parse_model_config(root: Path, raw: Mapping[str, Any]) -> ModelConfig:
+    for key in raw:
+        if key not in _MODEL_KEYS and key not in _TRUSS_BUILD_KEYS:
+            raise ConfigError(f"{key}: unknown key in config.yaml")
+    return ModelConfig(
+        root=root,
+        model_name=_str(raw, "model_name", default=root.resolve().name),
+        model_module_dir=_str(raw, "model_module_dir", default="model"),
+        model_class_filename=_str(raw, "model_class_filename", default="model.py"),
+        model_class_name=_str(raw, "model_class_name", default="Model"),
+        data_dir=_str(raw, "data_dir", default="data"),
+        bundled_packages_dir=_str(raw, "bundled_packages_dir", default="packages"),
+        secrets=_str_map(raw, "secrets", allow_none=True),
+        environment_variables=_str_map(raw, "environment_variables", allow_none=False),
+        model_metadata=_mapping(raw, "model_metadata"),
+        runtime=_runtime(_mapping(raw, "runtime")),
+        raw=dict(raw),
+    )
+
+
+def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
+    fields = {f.name for f in dataclasses.fields(RuntimeConfig)}
+    for key in raw:
+        if key not in fields and key not in _TRUSS_RUNTIME_KEYS:
+            raise ConfigError(f"runtime.{key}: unknown key")
+    return RuntimeConfig(
+        predict_concurrency=_positive_int(raw, "runtime.predict_concurrency", 1),
+        max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
+    )
+
+
+def secret_overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`TWINSERVE_SECRET_<NAME>` variables, keyed by their normalised NAME."""
+    prefix = "TWINSERVE_SECRET_"
+    return {k[len(prefix):]: v for k, v in environ.items() if k.startswith(prefix)}
+
+
+def secret_env_name(name: str) -> str:
+    """The variable that overrides secret `name` (`hf-token` -> `TWINSERVE_SECRET_HF_TOKEN`)."""
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def from_cli(model_dir: Path, server: ServerConfig) -> Config:
+    return Config(
+        model=load_model_config(model_dir),
+        server=server,
+        secret_overrides=secret_overrides_from_env(os.environ),
+    )
+
+
+# -- typed readers ---------------------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str) -> str:
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a non-empty string, got {_kind(value)} {value!r}")
+    return value
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {_kind(value)}")
+    return value
+
+
+def _str_map(raw: Mapping[str, Any], key: str, *, allow_none: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in _mapping(raw, key).items():
+        if value is None and allow_none:
+            out[str(name)] = None
+        elif isinstance(value, (str, int, float, bool)):
+            out[str(name)] = str(value)
+        else:
+            raise ConfigError(f"{key}.{name}: expected a string, got {_kind(value)}")
+    return out
+
+
+def _positive_int(raw: Mapping[str, Any], dotted: str, default: int) -> int:
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{dotted}: expected a positive integer, got {value!r}")
+    return value

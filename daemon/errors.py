@@ -1,0 +1,103 @@
+"""The one exception hierarchy that model code, the pipeline and the engine raise.
+
+These exceptions know nothing about HTTP or gRPC; each transport maps them once
+(`daemon/http/errors.py`, `daemon/grpc/errors.py`).
+
+    TwinserveError                 base of everything below
+    ├── ClientError                the caller's fault; model code raises it with its own status
+    │   ├── InvalidInput           malformed body, bad parameters
+    │   ├── PayloadTooLarge        body over runtime.max_request_bytes
+    │   ├── NotFound               no such route, or the model lacks the method
+    │   └── Unauthenticated        missing or wrong API key
+    ├── Overloaded                 admission refused; carries retry_after seconds
+    ├── NotReady                   model still loading, unhealthy, or draining
+    ├── DeadlineExceeded           the request ran past its time budget
+    ├── ModelError                 model code raised (or returned something unusable)
+    └── ModelDefinitionError       model.py / config.yaml break the contract (load time)
+        └── ConfigError            config.yaml or a flag is invalid; names the key
+"""
+
+from __future__ import annotations
+
+
+class TwinserveError(Exception):
+    """Base class: every error a client can see derives from it."""
+
+    kind = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(TwinserveError):
+    """The request cannot be served as sent.
+
+    Model code raises this to answer with its own status (an HTTP-style number,
+    400-499, which the gRPC front end maps to the nearest status code).
+    """
+
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        if not 400 <= status <= 499:
+            raise ValueError(f"ClientError status must be 400-499, got {status}")
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidInput(ClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 400)
+
+
+class PayloadTooLarge(ClientError):
+    kind = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds runtime.max_request_bytes ({limit} bytes)", 413)
+        self.limit = limit
+
+
+class NotFound(ClientError):
+    kind = "not_found_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 404)
+
+
+class Unauthenticated(ClientError):
+    kind = "authentication_error"
+
+    def __init__(self, message: str = "missing or invalid API key") -> None:
+        super().__init__(message, 401)
+
+
+class Overloaded(TwinserveError):
+    kind = "overloaded_error"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(TwinserveError):
+    kind = "unavailable_error"
+
+
+class DeadlineExceeded(TwinserveError):
+    kind = "timeout_error"
+
+
+class ModelError(TwinserveError):
+    """Model code failed. The message is safe to show; the traceback stays in the log."""
+
+    kind = "model_error"
+
+
+class ModelDefinitionError(TwinserveError):
+    kind = "model_definition_error"
+
+
+class ConfigError(ModelDefinitionError):
+    kind = "config_error"

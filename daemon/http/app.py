@@ -1,0 +1,50 @@
+"""The aiohttp application: shared objects under typed keys, and the one error boundary."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from daemon.config import Config
+from daemon.errors import TwinserveError
+from daemon.http import routes
+from daemon.http.errors import error_response, http_exception_response, internal_error_response
+from daemon.http.keys import CONFIG, PIPELINE, set_request_id
+from daemon.model.pipeline import ModelPipeline
+
+log = logging.getLogger("twinserve.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id and turn every failure into a JSON error, exactly once."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    set_request_id(request, request_id)
+    try:
+        return await handler(request)
+    except TwinserveError as err:
+        return error_response(err, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return http_exception_response(exc, request_id)
+    except Exception:
+        log.exception("unhandled error in request %s", request_id)
+        return internal_error_response(request_id)
+
+
+def build_app(pipeline: ModelPipeline, config: Config) -> web.Application:
+    # Our own limit check streams and answers 413 in our shape; aiohttp's must not fire first.
+    app = web.Application(
+        middlewares=[error_boundary],
+        client_max_size=config.model.runtime.max_request_bytes + 1,
+    )
+    app[PIPELINE] = pipeline
+    app[CONFIG] = config
+    routes.add_routes(app)
+    return app

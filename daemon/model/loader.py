@@ -1,0 +1,102 @@
+"""Import a model directory's Model class and construct it with what its constructor accepts."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from daemon.config import Config, ModelConfig, secret_env_name
+from daemon.errors import ModelDefinitionError
+from daemon.model.pipeline import ModelPipeline
+from daemon.model.signature import check_model_class
+
+
+class Secrets(Mapping[str, str]):
+    """Secrets declared in config.yaml, each overridable by `TWINSERVE_SECRET_<NAME>`.
+
+    A declared secret with no value raises a KeyError that says how to provide it.
+    """
+
+    def __init__(self, declared: Mapping[str, str | None], overrides: Mapping[str, str]) -> None:
+        self._values: dict[str, str | None] = {}
+        for name, default in declared.items():
+            self._values[name] = overrides.get(secret_env_name(name), default)
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._values:
+            raise KeyError(f"secret {name!r} is not declared under `secrets` in config.yaml")
+        value = self._values[name]
+        if value is None:
+            raise KeyError(
+                f"secret {name!r} has no value: set TWINSERVE_SECRET_{secret_env_name(name)}"
+            )
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, value in self._values.items() if value is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for value in self._values.values() if value is not None)
+
+    def __repr__(self) -> str:  # never print the values
+        return f"Secrets({sorted(self._values)})"
+
+
+def import_model_class(config: ModelConfig) -> type:
+    """Import `model_module_dir/model_class_filename` as a package module, as Truss does."""
+    path = config.model_file
+    if not path.is_file():
+        raise ModelDefinitionError(
+            f"{path}: model file not found (config keys model_module_dir / model_class_filename)"
+        )
+    root = str(config.root.resolve())
+    packages = str((config.root / config.bundled_packages_dir).resolve())
+    for entry in (packages, root):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    for name, value in config.environment_variables.items():
+        os.environ.setdefault(name, value)
+    module_name = ".".join(
+        (*Path(config.model_module_dir).parts, Path(config.model_class_filename).stem)
+    )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ModelDefinitionError(f"{path}: import failed: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, config.model_class_name, None)
+    if not isinstance(cls, type):
+        raise ModelDefinitionError(
+            f"{path}: no class named {config.model_class_name!r} (config key model_class_name)"
+        )
+    return cls
+
+
+def construct(cls: type, available: Mapping[str, Any]) -> Any:
+    """Call `cls(...)` with the keyword arguments its constructor names (all, given **kwargs)."""
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return cls(**available)
+    accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return cls(**{k: v for k, v in available.items() if k in accepted})
+
+
+def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None) -> ModelPipeline:
+    """Import and check the model class; construction and load() happen in `pipeline.load()`."""
+    model = config.model
+    cls = import_model_class(model)
+    specs = check_model_class(cls)
+    kwargs: dict[str, Any] = {
+        "config": dict(model.raw),
+        "data_dir": (model.root / model.data_dir).resolve(),
+        "secrets": Secrets(model.secrets, config.secret_overrides),
+        "environment": None,
+        **(extra_kwargs or {}),
+    }
+    return ModelPipeline(functools.partial(construct, cls, kwargs), specs,
+                         predict_concurrency=model.runtime.predict_concurrency)

@@ -1,0 +1,271 @@
+"""The call pipeline both transports share: readiness, input, pre/predict/post, streaming.
+
+A transport builds a `Request`, awaits `ModelPipeline.call(route, request)` and writes out
+what comes back: a value, or a `ChunkStream` to iterate and close. Everything a model
+author can observe (argument rules, concurrency, thread pool, errors, cancellation) is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import enum
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from daemon.errors import (
+    ClientError,
+    ModelError,
+    NotFound,
+    NotReady,
+    TwinserveError,
+)
+from daemon.model.signature import ArgShape, MethodSpec
+from daemon.request import Request, current_request
+
+log = logging.getLogger("twinserve.model")
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class State(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ChunkStream:
+    """The chunks of a streaming method, in order, as the model produces them.
+
+    Holds the method's concurrency slot until it ends or is closed. Closing it before the
+    end (client gone, write failed) counts as a disconnect, so engine work tied to the
+    request stops too. Always `await aclose()` when done.
+    """
+
+    def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
+                 method: str) -> None:
+        self._chunks = chunks
+        self._request = request
+        self._release: Callable[[], None] | None = release
+        self._method = method
+        self._finished = False
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            await self.aclose()
+            raise
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+        except Exception as exc:
+            self._finished = True
+            await self.aclose()
+            raise model_error(self._method, exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            if not self._finished:
+                self._request.mark_disconnected()
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            release()
+
+
+class ModelPipeline:
+    """Runs one loaded model's methods for both transports."""
+
+    def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
+                 predict_concurrency: int) -> None:
+        self._factory = factory  # builds the model instance; run in the pool by load()
+        self._specs = dict(specs)
+        self._model: Any = None
+        self._state = State.LOADING
+        self._slots = asyncio.Semaphore(predict_concurrency)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(16, predict_concurrency + 4), thread_name_prefix="twinserve-model"
+        )
+        self._has_pre = "preprocess" in specs
+        self._has_post = "postprocess" in specs
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def routes(self) -> list[str]:
+        """The endpoint methods this model serves."""
+        return [name for name in self._specs if name not in ("preprocess", "postprocess")]
+
+    async def load(self) -> None:
+        """Construct the model and run its load(); the daemon is ready once this returns."""
+        try:
+            self._model = await self.run_sync(self._factory)
+            load = getattr(self._model, "load", None)
+            if callable(load):
+                if inspect.iscoroutinefunction(load):
+                    await load()
+                else:
+                    await self.run_sync(load)
+        except BaseException:
+            self._state = State.FAILED
+            raise
+        self._state = State.READY
+
+    async def not_ready_reason(self) -> str | None:
+        """None when ready to serve; otherwise why not (for readiness probes)."""
+        if self._state is State.LOADING:
+            return "model is loading"
+        if self._state is State.FAILED:
+            return "model failed to load"
+        is_healthy = getattr(self._model, "is_healthy", None)
+        if not callable(is_healthy):
+            return None
+        try:
+            healthy = await is_healthy() if inspect.iscoroutinefunction(is_healthy) \
+                else await self.run_sync(is_healthy)
+        except Exception as exc:
+            log.warning("is_healthy raised %s: %s", type(exc).__name__, exc)
+            return f"is_healthy raised {type(exc).__name__}: {exc}"
+        return None if healthy is not False else "model reports unhealthy (is_healthy returned False)"
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(self, route: str, request: Request) -> Any:
+        """Run `route` for `request`; returns the result or a ChunkStream.
+
+        Raises TwinserveError subclasses only (model exceptions become ModelError).
+        """
+        if self._state is not State.READY:
+            raise NotReady("model is loading" if self._state is State.LOADING
+                           else "model failed to load")
+        spec = self._specs.get(route)
+        if spec is None or route in ("preprocess", "postprocess"):
+            raise NotFound(f"this model does not implement {route!r}")
+        # Left set for the rest of the handler's task, so engine work started anywhere while
+        # handling this request (even from a stream) is tied to it.
+        current_request.set(request)
+        try:
+            return await self._call(route, spec, request)
+        except asyncio.CancelledError:
+            request.mark_disconnected()
+            raise
+
+    async def _call(self, route: str, spec: MethodSpec, request: Request) -> Any:
+        inputs = await request.json() if spec.takes_input else None
+        is_predict = route == "predict"
+        if is_predict and self._has_pre:
+            inputs = await self._invoke(self._specs["preprocess"], inputs, request)
+        await self._slots.acquire()
+        handed_over = False
+        try:
+            result = await self._invoke(spec, inputs, request)
+            chunks = _as_chunks(result, self.run_sync)
+            if chunks is not None:
+                if is_predict and self._has_post:
+                    await _close(chunks)
+                    raise ModelError(
+                        "predict returned a generator (streaming), but the model also defines "
+                        "postprocess; streamed output cannot be post-processed: remove "
+                        "postprocess or return a value"
+                    )
+                handed_over = True
+                return ChunkStream(chunks, request, self._slots.release, route)
+        finally:
+            if not handed_over:
+                self._slots.release()
+        if is_predict and self._has_post:
+            result = await self._invoke(self._specs["postprocess"], result, request)
+        return result
+
+    async def _invoke(self, spec: MethodSpec, inputs: Any, request: Request) -> Any:
+        args: tuple[Any, ...]
+        if spec.shape is ArgShape.INPUT:
+            args = (inputs,)
+        elif spec.shape is ArgShape.REQUEST:
+            args = (request,)
+        else:
+            args = (inputs, request)
+        fn = getattr(self._model, spec.name)
+        try:
+            if spec.is_async_generator:
+                return fn(*args)
+            if spec.is_coroutine:
+                return await fn(*args)
+            return await self.run_sync(fn, *args)
+        except TwinserveError:
+            raise
+        except Exception as exc:
+            raise model_error(spec.name, exc, request) from exc
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking model code in the pool, never on the event loop; context carried."""
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args))
+
+
+def _as_chunks(result: Any, run_sync: Callable[..., Any]) -> AsyncIterator[Any] | None:
+    if inspect.isasyncgen(result):
+        return result
+    if inspect.isgenerator(result):
+        return _iterate_in_threads(result, run_sync)
+    return None
+
+
+async def _iterate_in_threads(gen: Iterator[Any], run_sync: Callable[..., Any]) -> AsyncIterator[Any]:
+    """A sync generator driven one item at a time in the pool."""
+    try:
+        while True:
+            item = await run_sync(next, gen, _DONE)
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            await run_sync(close)
+
+
+async def _close(chunks: AsyncIterator[Any]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def model_error(method: str, exc: BaseException, request: Request) -> TwinserveError:
+    """Translate an exception from model code into the hierarchy; log real failures once."""
+    if isinstance(exc, TwinserveError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        # fastapi.HTTPException and look-alikes, so Truss models keep their statuses.
+        detail = getattr(exc, "detail", None) or str(exc) or "error"
+        message = detail if isinstance(detail, str) else repr(detail)
+        if status < 500:
+            return ClientError(message, status)
+        if status == 503:
+            return NotReady(message)
+        return ModelError(message)
+    log.error("%s raised while handling request %s", method, request.request_id,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return ModelError(f"{method} raised {type(exc).__name__}: {exc}")

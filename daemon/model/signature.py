@@ -1,0 +1,159 @@
+"""Check a Model class's methods against the contract, once, at load time.
+
+Rules (Truss's, so Truss models run unchanged):
+- a method takes the input, the request, or the input then the request; nothing else;
+- a parameter is "the request" when annotated with `daemon.Request`, or with
+  `fastapi.Request` / `starlette.requests.Request` (recognised by name, never imported);
+- `predict` may not take only the request when `preprocess` exists, and neither
+  `preprocess` nor `postprocess` may take only the request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from daemon.errors import ModelDefinitionError
+from daemon.request import Request
+
+_REQUEST_TYPE_NAMES = frozenset(
+    {
+        "daemon.request.Request",
+        "starlette.requests.Request",
+        "fastapi.Request",
+        "fastapi.requests.Request",
+    }
+)
+# Spellings a string annotation may use when it cannot be resolved.
+_REQUEST_ANNOTATION_STRINGS = _REQUEST_TYPE_NAMES | {
+    "Request", "daemon.Request", "requests.Request", "starlette.requests.Request",
+}
+
+# Route name -> the Model method that serves it. predict is required; the rest optional.
+PIPELINE_HOOKS = ("preprocess", "predict", "postprocess")
+ENDPOINT_METHODS = ("predict", "chat_completions", "completions", "embeddings", "messages",
+                    "responses")
+
+
+class ArgShape(enum.Enum):
+    INPUT = "input"
+    REQUEST = "request"
+    INPUT_AND_REQUEST = "input, request"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    shape: ArgShape
+    is_coroutine: bool
+    is_async_generator: bool
+    signature: str
+
+    @property
+    def takes_input(self) -> bool:
+        return self.shape is not ArgShape.REQUEST
+
+    @property
+    def takes_request(self) -> bool:
+        return self.shape is not ArgShape.INPUT
+
+
+def check_model_class(cls: type) -> dict[str, MethodSpec]:
+    """Describe every contract method `cls` defines, raising ModelDefinitionError on a breach."""
+    if not callable(getattr(cls, "predict", None)):
+        raise ModelDefinitionError(f"{cls.__name__} must define a predict method")
+    specs = {
+        name: describe(cls, name)
+        for name in (*PIPELINE_HOOKS, *ENDPOINT_METHODS)
+        if callable(getattr(cls, name, None))
+    }
+    for hook in ("preprocess", "postprocess"):
+        spec = specs.get(hook)
+        if spec is not None and spec.shape is ArgShape.REQUEST:
+            raise ModelDefinitionError(
+                f"{hook}{spec.signature}: {hook} must take the input (and optionally the "
+                "request), not only the request"
+            )
+    predict = specs["predict"]
+    if "preprocess" in specs and predict.shape is ArgShape.REQUEST:
+        raise ModelDefinitionError(
+            f"predict{predict.signature}: a predict that takes only the request gets the raw "
+            "request, so it cannot be combined with preprocess; take the input as well, or "
+            "remove preprocess"
+        )
+    return specs
+
+
+def describe(cls: type, name: str) -> MethodSpec:
+    fn = getattr(cls, name)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ModelDefinitionError(f"{name}: cannot inspect its signature: {exc}") from exc
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls") and not isinstance(
+        inspect.getattr_static(cls, name), staticmethod
+    ):
+        params = params[1:]
+    shown = f"{sig}"
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY):
+            raise ModelDefinitionError(
+                f"{name}{shown}: parameters must be positional (the input, then optionally the "
+                f"request); {p.name!r} is not"
+            )
+    is_request = [_is_request_annotation(p.annotation, fn) for p in params]
+    if len(params) == 0:
+        raise ModelDefinitionError(
+            f"{name}{shown}: must take the input, the request, or both (input first)"
+        )
+    if len(params) > 2:
+        raise ModelDefinitionError(
+            f"{name}{shown}: takes {len(params)} arguments; at most 2 are allowed "
+            "(the input, then the request)"
+        )
+    if len(params) == 1:
+        shape = ArgShape.REQUEST if is_request[0] else ArgShape.INPUT
+    else:
+        if not is_request[1]:
+            raise ModelDefinitionError(
+                f"{name}{shown}: with two arguments the second must be the request, annotated "
+                "as daemon.Request (or fastapi.Request)"
+            )
+        if is_request[0]:
+            raise ModelDefinitionError(f"{name}{shown}: the request may be passed only once")
+        shape = ArgShape.INPUT_AND_REQUEST
+    return MethodSpec(
+        name=name,
+        shape=shape,
+        is_coroutine=inspect.iscoroutinefunction(fn),
+        is_async_generator=inspect.isasyncgenfunction(fn),
+        signature=shown,
+    )
+
+
+def _is_request_annotation(annotation: Any, fn: Callable[..., Any]) -> bool:
+    if annotation is inspect.Parameter.empty:
+        return False
+    if annotation is Request:
+        return True
+    if isinstance(annotation, str):
+        resolved = _resolve(annotation, fn)
+        if resolved is None:
+            return annotation in _REQUEST_ANNOTATION_STRINGS
+        annotation = resolved
+    if isinstance(annotation, type):
+        return f"{annotation.__module__}.{annotation.__qualname__}" in _REQUEST_TYPE_NAMES
+    return False
+
+
+def _resolve(annotation: str, fn: Callable[..., Any]) -> Any:
+    """Evaluate a postponed annotation in the function's module, or None if it cannot be."""
+    namespace = getattr(inspect.unwrap(fn), "__globals__", {})
+    try:
+        return eval(annotation, dict(namespace))  # noqa: S307 - the model's own annotation
+    except Exception:
+        return None

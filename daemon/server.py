@@ -1,0 +1,77 @@
+"""Run both front ends on one event loop around one model pipeline, start to shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from daemon.config import Config
+from daemon.http.app import build_app
+from daemon.model.pipeline import ModelPipeline
+
+log = logging.getLogger("twinserve")
+
+
+class Server:
+    """Owns the listeners and the pipeline's lifetime (uvicorn's startup/main_loop/shutdown)."""
+
+    def __init__(self, config: Config, pipeline: ModelPipeline) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self._stop = asyncio.Event()
+        self._http: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        await self.startup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            load = asyncio.create_task(self.pipeline.load())
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({load, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if load.done():
+                if load.exception() is not None:
+                    exc = load.exception()
+                    log.error("model load failed; exiting", exc_info=exc)
+                    stop.cancel()
+                    return 1
+                log.info("model %s loaded; ready", self.config.model.model_name)
+                await stop
+            else:
+                load.cancel()
+            return 0
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        server = self.config.server
+        runner = web.AppRunner(
+            build_app(self.pipeline, self.config),
+            handler_cancellation=True,  # a client that disconnects cancels its handler at once
+            access_log=None,
+        )
+        await runner.setup()
+        await web.TCPSite(runner, server.host, server.http_port).start()
+        self._http = runner
+        self.http_port = _bound_port(runner)
+        log.info("listening http=%s:%s", server.host, self.http_port)
+
+    async def shutdown(self) -> None:
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        self.pipeline.close()
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])

@@ -1,0 +1,108 @@
+"""Start the real daemon as a subprocess on free loopback ports, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+MODELS = Path(__file__).resolve().parent / "models"
+
+_LISTENING = re.compile(r"listening http=(\S+):(\d+)(?: grpc=(\S+):(\d+))?")
+
+
+class DaemonProcess:
+    """One `twinserve serve` subprocess. Its stderr is collected in `.log_lines`."""
+
+    def __init__(self, model_dir: Path | None, *, env: Mapping[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
+        cmd = [sys.executable, "-m", "daemon", "serve"]
+        if model_dir is not None:
+            cmd.append(str(model_dir))
+        cmd += ["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *args]
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log_lines: list[str] = []
+        self._listening = threading.Event()
+        self.http_port = 0
+        self.grpc_port = 0
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log_lines.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match and not self._listening.is_set():
+                self.http_port = int(match.group(2))
+                self.grpc_port = int(match.group(4) or 0)
+                self._listening.set()
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.log_lines)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def wait_listening(self, timeout: float = 30.0) -> DaemonProcess:
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode} before listening:\n{self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"daemon not listening after {timeout}s:\n{self.log}")
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> DaemonProcess:
+        self.wait_listening(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log}")
+            try:
+                if httpx.get(f"{self.http_url}/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log}")
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
