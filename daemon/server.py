@@ -57,6 +57,7 @@ class Server:
         runner = web.AppRunner(
             build_app(self.pipeline, self.config),
             handler_cancellation=True,  # a client that disconnects cancels its handler at once
+            lingering_time=0,  # never drain a refused body (413): close the connection instead
             access_log=None,
         )
         await runner.setup()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -42,7 +42,11 @@ class DaemonProcess:
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        with self.proc.stderr:
+            self._collect(self.proc.stderr)
+
+    def _collect(self, stream: Iterable[str]) -> None:
+        for line in stream:
             self.log_lines.append(line.rstrip("\n"))
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():

@@ -32,7 +32,7 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return http_exception_response(exc, request_id)
+        return http_exception_response(exc, request, request_id)
     except Exception:
         log.exception("unhandled error in request %s", request_id)
         return internal_error_response(request_id)

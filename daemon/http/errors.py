@@ -57,10 +57,18 @@ def error_response(err: TwinserveError, request_id: str) -> web.Response:
     return response
 
 
-def http_exception_response(exc: web.HTTPException, request_id: str) -> web.Response:
+def http_exception_response(exc: web.HTTPException, request: web.BaseRequest,
+                            request_id: str) -> web.Response:
+    """aiohttp's own refusals, reworded to name what was asked for."""
     status = exc.status
     kind = _KIND_BY_STATUS.get(status, "http_error")
-    response = _json_error(status, kind, exc.reason if not exc.text else exc.text, request_id)
+    message = exc.text or exc.reason
+    if status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif status == 405:
+        allowed = exc.headers.get("Allow", "")
+        message = f"{request.method} is not allowed on {request.path}; use {allowed}"
+    response = _json_error(status, kind, message, request_id)
     if status == 405 and "Allow" in exc.headers:
         response.headers["Allow"] = exc.headers["Allow"]
     return response

@@ -141,6 +141,7 @@ def _is_request_annotation(annotation: Any, fn: Callable[..., Any]) -> bool:
     if annotation is Request:
         return True
     if isinstance(annotation, str):
+        annotation = annotation.strip("'\" ")  # a quoted annotation under postponed evaluation
         resolved = _resolve(annotation, fn)
         if resolved is None:
             return annotation in _REQUEST_ANNOTATION_STRINGS

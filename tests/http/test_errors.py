@@ -1,0 +1,115 @@
+"""Every HTTP error a client can cause: status, JSON body, request id, and the daemon serves on."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.harness import EXAMPLES, MODELS, DaemonProcess
+
+LIMIT = 4096
+
+
+@pytest.fixture(scope="module")
+def errors(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "errors")
+
+
+@pytest.fixture(scope="module")
+def small_limit(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
+    root = tmp_path_factory.mktemp("small_limit")
+    (root / "model").mkdir()
+    (root / "model" / "model.py").write_text((EXAMPLES / "echo/model/model.py").read_text())
+    (root / "config.yaml").write_text(f"runtime:\n  max_request_bytes: {LIMIT}\n")
+    return start_daemon(root)
+
+
+def _error(response: httpx.Response, status: int, kind: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert error["request_id"] == response.headers["x-request-id"]
+    message: str = error["message"]
+    return message
+
+
+def _still_serving(daemon: DaemonProcess) -> None:
+    assert httpx.post(f"{daemon.http_url}/predict", json={}).status_code == 200
+
+
+def test_invalid_json_is_400_naming_the_problem(errors: DaemonProcess) -> None:
+    message = _error(httpx.post(f"{errors.http_url}/predict", content=b'{"a": '), 400,
+                     "invalid_request_error")
+    assert message.startswith("request body is not valid JSON")
+    _still_serving(errors)
+
+
+def test_empty_body_is_400(errors: DaemonProcess) -> None:
+    message = _error(httpx.post(f"{errors.http_url}/predict"), 400, "invalid_request_error")
+    assert "empty" in message
+
+
+def test_unknown_route_is_404(errors: DaemonProcess) -> None:
+    message = _error(httpx.get(f"{errors.http_url}/nope"), 404, "not_found_error")
+    assert message == "no route for GET /nope"
+
+
+def test_wrong_method_is_405(errors: DaemonProcess) -> None:
+    response = httpx.get(f"{errors.http_url}/predict")
+    assert _error(response, 405, "method_not_allowed") == "GET is not allowed on /predict; use POST"
+    assert response.headers["allow"] == "POST"
+
+
+def test_model_exception_is_500_without_traceback(errors: DaemonProcess) -> None:
+    response = httpx.post(f"{errors.http_url}/predict", json={"raise": "value_error"},
+                          headers={"X-Request-Id": "trace-me"})
+    message = _error(response, 500, "model_error")
+    assert message == "predict raised ValueError: the model could not cope"
+    assert "Traceback" not in response.text
+    logged = [line for line in errors.log_lines if "trace-me" in line]
+    assert logged, errors.log
+    assert "Traceback" in errors.log
+    _still_serving(errors)
+
+
+def test_model_client_error_keeps_its_status(errors: DaemonProcess) -> None:
+    response = httpx.post(f"{errors.http_url}/predict", json={"raise": "client_error"})
+    assert _error(response, 422, "invalid_request_error") == "field 'x' must be positive"
+
+
+def test_unserialisable_result_is_500(errors: DaemonProcess) -> None:
+    response = httpx.post(f"{errors.http_url}/predict", json={"raise": "unserialisable"})
+    assert "cannot be sent as JSON" in _error(response, 500, "model_error")
+    _still_serving(errors)
+
+
+def test_body_over_limit_by_content_length_is_413(small_limit: DaemonProcess) -> None:
+    response = httpx.post(f"{small_limit.http_url}/predict", content=b"x" * (LIMIT + 1))
+    assert str(LIMIT) in _error(response, 413, "request_too_large")
+    _still_serving(small_limit)
+
+
+def test_chunked_body_over_limit_is_413_without_reading_it_all(small_limit: DaemonProcess) -> None:
+    sent = 0
+
+    def body() -> object:
+        nonlocal sent
+        for _ in range(10_000):  # 40 MB if the daemon read it all
+            sent += LIMIT
+            yield b"y" * LIMIT
+
+    try:
+        response = httpx.post(f"{small_limit.http_url}/predict", content=body())
+        _error(response, 413, "request_too_large")
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        pass  # the daemon may close the connection while the client is still sending
+    assert sent < 10_000 * LIMIT
+    _still_serving(small_limit)
+
+
+def test_body_at_limit_is_accepted(small_limit: DaemonProcess) -> None:
+    payload = b'"' + b"z" * (LIMIT - 2) + b'"'
+    response = httpx.post(f"{small_limit.http_url}/predict", content=payload)
+    assert response.status_code == 200 and len(response.json()) == LIMIT - 2

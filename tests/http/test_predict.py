@@ -1,0 +1,87 @@
+"""POST /predict and Truss's routes through a real daemon."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.harness import EXAMPLES, MODELS, DaemonProcess
+
+
+@pytest.fixture(scope="module")
+def echo(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(EXAMPLES / "echo")
+
+
+def test_echo_returns_its_input_as_json(echo: DaemonProcess) -> None:
+    payload = {"text": "hi", "n": 12345678901234567, "nested": {"list": [1, 2.5, None, True]}}
+    response = httpx.post(f"{echo.http_url}/predict", json=payload)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == payload
+
+
+def test_request_id_is_generated_or_echoed(echo: DaemonProcess) -> None:
+    generated = httpx.post(f"{echo.http_url}/predict", json={})
+    assert len(generated.headers["x-request-id"]) >= 16
+    given = httpx.post(f"{echo.http_url}/predict", json={}, headers={"X-Request-Id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+
+
+def test_truss_predict_alias_and_model_info(echo: DaemonProcess) -> None:
+    response = httpx.post(f"{echo.http_url}/v1/models/echo:predict", json=[1, 2])
+    assert response.status_code == 200 and response.json() == [1, 2]
+    assert httpx.get(f"{echo.http_url}/v1/models/echo").json() == {"name": "echo", "ready": True}
+    missing = httpx.post(f"{echo.http_url}/v1/models/other:predict", json=[1])
+    assert missing.status_code == 404
+    assert "'other'" in missing.json()["error"]["message"]
+
+
+def test_health_and_root(echo: DaemonProcess) -> None:
+    assert httpx.get(f"{echo.http_url}/health/live").status_code == 200
+    assert httpx.get(f"{echo.http_url}/health/ready").json() == {"status": "ready"}
+    assert httpx.get(f"{echo.http_url}/").status_code == 200
+
+
+def test_pre_predict_post_run_in_order(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(MODELS / "prepost")
+    response = httpx.post(f"{daemon.http_url}/predict", json={"x": 1})
+    assert response.json() == {"x": 1, "steps": ["preprocess", "predict", "postprocess"]}
+
+
+def test_request_only_predict_gets_the_body_unparsed(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(MODELS / "raw_request")
+    response = httpx.post(f"{daemon.http_url}/predict?a=1", content=b"{not json at all",
+                          headers={"x-test-header": "seen", "content-type": "text/plain"})
+    assert response.status_code == 200
+    assert response.json() == {"transport": "http", "length": 16, "prefix": "{not json at all",
+                               "header": "seen", "query": {"a": "1"}}
+
+
+def test_truss_model_runs_unchanged(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(MODELS / "truss_style", env={"TWINSERVE_SECRET_API_TOKEN": "from-env"})
+    url = f"{daemon.http_url}/v1/models/truss-style:predict"
+    answer = httpx.post(url, json={"secret": "api_token"}).json()
+    assert answer == {"weights": "weights-v1", "owner": "tests", "secret": "from-env",
+                      "has_request": True}
+    forbidden = httpx.post(url, json={"forbidden": True})
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["message"] == "not allowed for you"
+    unset = httpx.post(url, json={"secret": "unset_token"})
+    assert unset.status_code == 500
+    assert "TWINSERVE_SECRET_UNSET_TOKEN" in unset.json()["error"]["message"]
+
+
+def test_predict_concurrency_bounds_parallel_calls_and_runs_in_threads(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon(MODELS / "concurrency")
+    url = f"{daemon.http_url}/predict"
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: httpx.post(url, json={"sleep": 0.2}, timeout=10).json(),
+                                range(6)))
+    assert all(a["thread"].startswith("twinserve-model") for a in answers)
+    assert httpx.post(url, json={"report": True}).json() == {"peak": 2}
