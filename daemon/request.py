@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal, Protocol
@@ -14,10 +16,17 @@ Transport = Literal["http", "grpc"]
 
 
 class BodySource(Protocol):
-    """Where a request's body comes from; each transport provides one."""
+    """Where a request's body comes from; each transport provides one.
+
+    Exactly one of `read` or `chunks` is called, at most once.
+    """
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body; PayloadTooLarge once it passes `limit` bytes."""
+        ...
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives. Called at most once."""
+        """Yield the body as it arrives."""
         ...
 
     def declared_length(self) -> int | None:
@@ -28,8 +37,15 @@ class BodySource(Protocol):
 class BytesBody:
     """A body that has already arrived whole (a unary gRPC message)."""
 
+    __slots__ = ("_data",)
+
     def __init__(self, data: bytes) -> None:
         self._data = data
+
+    async def read(self, limit: int) -> bytes:
+        if len(self._data) > limit:
+            raise PayloadTooLarge(limit)
+        return self._data
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._data:
@@ -78,22 +94,22 @@ class Request:
         body: BodySource,
         max_body_bytes: int,
         request_id: str,
-        headers: Headers | None = None,
+        headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         path: str = "",
     ) -> None:
         self.transport: Transport = transport
         self.route = route
         self.request_id = request_id
-        self.headers = headers or Headers()
+        self.headers: Mapping[str, str] = headers if headers is not None else Headers()
         self.query: Mapping[str, str] = query or {}
         self.path = path
         self._body_source = body
         self._max_body_bytes = max_body_bytes
         self._body: bytes | None = None
         self._streamed = False
-        # Disconnect signal, readable from async code, sync code (threads) and callbacks.
-        self.disconnected = threading.Event()
+        self._is_disconnected = False
+        self._disconnected_event: threading.Event | None = None  # made on first use
         self._disconnect_callbacks: list[Callable[[], None]] = []
 
     # -- body -------------------------------------------------------------------------------
@@ -101,8 +117,10 @@ class Request:
     async def body(self) -> bytes:
         """The whole body, read once and cached; PayloadTooLarge past the limit."""
         if self._body is None:
-            parts = [chunk async for chunk in self.stream()]
-            self._body = parts[0] if len(parts) == 1 else b"".join(parts)
+            if self._streamed:
+                raise InvalidInput("the request body was already consumed by stream()")
+            self._streamed = True
+            self._body = await self._body_source.read(self._max_body_bytes)
         return self._body
 
     async def json(self) -> Any:
@@ -117,7 +135,7 @@ class Request:
             yield self._body
             return
         if self._streamed:
-            raise InvalidInput("the request body was already consumed")
+            raise InvalidInput("the request body was already consumed by stream()")
         self._streamed = True
         limit = self._max_body_bytes
         declared = self._body_source.declared_length()
@@ -133,11 +151,20 @@ class Request:
     # -- disconnects --------------------------------------------------------------------------
 
     async def is_disconnected(self) -> bool:
-        return self.disconnected.is_set()
+        return self._is_disconnected
+
+    @property
+    def disconnected(self) -> threading.Event:
+        """Set once the client has gone away; for sync model code running in threads."""
+        if self._disconnected_event is None:
+            self._disconnected_event = threading.Event()
+            if self._is_disconnected:
+                self._disconnected_event.set()
+        return self._disconnected_event
 
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Run `callback` when the client goes away (at once if it has). Returns an unregister."""
-        if self.disconnected.is_set():
+        if self._is_disconnected:
             callback()
             return _noop
         self._disconnect_callbacks.append(callback)
@@ -152,9 +179,11 @@ class Request:
 
     def mark_disconnected(self) -> None:
         """Called by the pipeline when the transport reports the client gone. Idempotent."""
-        if self.disconnected.is_set():
+        if self._is_disconnected:
             return
-        self.disconnected.set()
+        self._is_disconnected = True
+        if self._disconnected_event is not None:
+            self._disconnected_event.set()
         callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
         for callback in callbacks:
             callback()
@@ -165,6 +194,15 @@ class Request:
 
 def _noop() -> None:
     return None
+
+
+_id_prefix = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Unique per process and across restarts; cheaper than a uuid4 on every request."""
+    return f"{_id_prefix}{next(_id_counter):08x}"
 
 
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(

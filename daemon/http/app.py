@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from daemon.http import routes
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
 from daemon.http.keys import CONFIG, PIPELINE, set_request_id
 from daemon.model.pipeline import ModelPipeline
+from daemon.request import new_request_id
 
 log = logging.getLogger("twinserve.http")
 
@@ -23,7 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id and turn every failure into a JSON error, exactly once."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id") or new_request_id()
     set_request_id(request, request_id)
     try:
         return await handler(request)
@@ -39,10 +39,10 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def build_app(pipeline: ModelPipeline, config: Config) -> web.Application:
-    # Our own limit check streams and answers 413 in our shape; aiohttp's must not fire first.
+    # aiohttp's own whole-body limit; HttpBody turns its refusal into PayloadTooLarge.
     app = web.Application(
         middlewares=[error_boundary],
-        client_max_size=config.model.runtime.max_request_bytes + 1,
+        client_max_size=config.model.runtime.max_request_bytes,
     )
     app[PIPELINE] = pipeline
     app[CONFIG] = config

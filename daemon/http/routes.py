@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from daemon import codec
-from daemon.errors import ModelError, NotFound, NotReady
+from daemon.errors import ModelError, NotFound, NotReady, PayloadTooLarge
 from daemon.http.errors import error_response
 from daemon.http.keys import CONFIG, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
 from daemon.model.pipeline import ChunkStream
-from daemon.request import Headers, Request
+from daemon.request import Request
 
 
 class HttpBody:
@@ -23,6 +23,15 @@ class HttpBody:
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
+
+    async def read(self, limit: int) -> bytes:
+        declared = self._request.content_length
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(limit)
+        try:
+            return await self._request.read()  # the app's client_max_size is `limit`
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise PayloadTooLarge(limit) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self._request.content.iter_any():
@@ -39,7 +48,7 @@ def to_request(request: web.Request, route: str) -> Request:
         body=HttpBody(request),
         max_body_bytes=request.app[CONFIG].model.runtime.max_request_bytes,
         request_id=request_id_of(request),
-        headers=Headers(request.headers),
+        headers=request.headers,  # already case-insensitive
         query=request.query,
         path=request.path,
     )

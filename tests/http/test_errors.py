@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -94,7 +96,7 @@ def test_body_over_limit_by_content_length_is_413(small_limit: DaemonProcess) ->
 def test_chunked_body_over_limit_is_413_without_reading_it_all(small_limit: DaemonProcess) -> None:
     sent = 0
 
-    def body() -> object:
+    def body() -> Iterator[bytes]:
         nonlocal sent
         for _ in range(10_000):  # 40 MB if the daemon read it all
             sent += LIMIT

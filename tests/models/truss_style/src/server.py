@@ -25,7 +25,7 @@ class TrussModel:
     def load(self) -> None:
         self._weights = (self._data_dir / "weights.txt").read_text().strip()
 
-    def predict(self, model_input: dict[str, Any], request: fastapi.Request) -> dict[str, Any]:  # noqa: F821
+    def predict(self, model_input: dict[str, Any], request: fastapi.Request) -> dict[str, Any]:  # type: ignore[name-defined]  # noqa: F821
         if model_input.get("forbidden"):
             raise HTTPException(status_code=403, detail="not allowed for you")
         secret = model_input.get("secret")
