@@ -52,7 +52,10 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
                 await response.write(codec.encode_chunk(chunk))
     except TwinserveError as err:
         log.warning("stream %s failed after it started: %s", request_id, err.message)
-        await response.write(error_body(err.kind, err.message, request_id) + b"\n")
+        try:
+            await response.write(error_body(err.kind, err.message, request_id) + b"\n")
+        except ConnectionResetError:
+            pass
         _abort_body(request)
         return response
     except ConnectionResetError:

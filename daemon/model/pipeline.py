@@ -14,7 +14,7 @@ import enum
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
 from daemon.errors import (
@@ -74,6 +74,7 @@ class ChunkStream:
             raise model_error(self._method, exc, self._request) from exc
 
     async def aclose(self) -> None:
+        """Stop the model's generator and free its slot. Never raises: this is cleanup."""
         release, self._release = self._release, None
         if release is None:
             return
@@ -83,6 +84,9 @@ class ChunkStream:
             aclose = getattr(self._chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+        except Exception:
+            log.exception("%s: error while closing the stream of request %s", self._method,
+                          self._request.request_id)
         finally:
             release()
 
@@ -179,7 +183,7 @@ class ModelPipeline:
         handed_over = False
         try:
             result = await self._invoke(spec, inputs, request)
-            chunks = _as_chunks(result, self.run_sync)
+            chunks = _as_chunks(result, self._executor, request)
             if chunks is not None:
                 if is_predict and self._has_post:
                     await _close(chunks)
@@ -224,26 +228,43 @@ class ModelPipeline:
         return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args))
 
 
-def _as_chunks(result: Any, run_sync: Callable[..., Any]) -> AsyncIterator[Any] | None:
+def _as_chunks(result: Any, executor: concurrent.futures.Executor,
+               request: Request) -> AsyncIterator[Any] | None:
     if inspect.isasyncgen(result):
         return result
     if inspect.isgenerator(result):
-        return _iterate_in_threads(result, run_sync)
+        return _iterate_in_threads(result, executor, request)
     return None
 
 
-async def _iterate_in_threads(gen: Iterator[Any], run_sync: Callable[..., Any]) -> AsyncIterator[Any]:
+async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurrent.futures.Executor,
+                              request: Request) -> AsyncIterator[Any]:
     """A sync generator driven one item at a time in the pool."""
+    ctx = contextvars.copy_context()
+    pending: concurrent.futures.Future[Any] | None = None
     try:
         while True:
-            item = await run_sync(next, gen, _DONE)
+            pending = executor.submit(ctx.run, _next_or_done, gen)
+            item = await asyncio.wrap_future(pending)
+            pending = None
             if item is _DONE:
                 return
             yield item
+    except asyncio.CancelledError:
+        request.mark_disconnected()  # before close(), so the generator's cleanup sees it
+        raise
     finally:
-        close = getattr(gen, "close", None)
-        if close is not None:
-            await run_sync(close)
+        # A generator cannot be closed while next() still runs in a thread: wait for it.
+        def close_after_pending(step: concurrent.futures.Future[Any] | None = pending) -> None:
+            if step is not None:
+                concurrent.futures.wait([step])
+            gen.close()
+
+        await asyncio.get_running_loop().run_in_executor(executor, close_after_pending)
+
+
+def _next_or_done(gen: Generator[Any, Any, Any]) -> Any:
+    return next(gen, _DONE)
 
 
 async def _close(chunks: AsyncIterator[Any]) -> None:

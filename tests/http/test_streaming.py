@@ -80,3 +80,23 @@ def test_stream_with_postprocess_is_a_clear_error(start_daemon: StartDaemon) -> 
     assert response.status_code == 500
     assert "postprocess" in response.json()["error"]["message"]
     assert "generator" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_client_leaving_mid_stream_stops_the_generator(streaming: DaemonProcess, mode: str) -> None:
+    def report() -> dict[str, int]:
+        answer: dict[str, int] = httpx.post(f"{streaming.http_url}/predict",
+                                            json={"mode": "report"}).json()
+        return answer
+
+    before = report()
+    with httpx.stream("POST", f"{streaming.http_url}/predict",
+                      json={"mode": mode, "kind": "str", "n": 1000, "delay": 0.05}) as response:
+        assert next(response.iter_raw()) == b"chunk-0\n"
+    # The generator must be closed (not run on for 50 s), and told why.
+    deadline = time.monotonic() + 5
+    while report()["closed_early"] == before["closed_early"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = report()
+    assert after["closed_early"] == before["closed_early"] + 1
+    assert after["saw_disconnect"] == before["saw_disconnect"] + 1
