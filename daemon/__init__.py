@@ -2,5 +2,6 @@
 
 from daemon.errors import ClientError as ClientError
 from daemon.request import Request as Request
+from daemon.request import Response as Response
 
-__all__ = ["ClientError", "Request"]
+__all__ = ["ClientError", "Request", "Response"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgpack
+
 from daemon.errors import InvalidInput
 
 try:
@@ -34,6 +36,31 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
+
+
+BINARY_CONTENT_TYPES = frozenset(
+    {"application/octet-stream", "application/msgpack", "application/x-msgpack",
+     "application/vnd.msgpack"}
+)
+
+
+def is_binary(content_type: str) -> bool:
+    """Whether a body of this type carries msgpack (Truss's binary convention)."""
+    return content_type.split(";", 1)[0].strip().lower() in BINARY_CONTENT_TYPES
+
+
+def unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise InvalidInput(f"request body is not valid msgpack: {exc}") from exc
+
+
+def pack(value: Any) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"result cannot be encoded as msgpack: {exc}") from exc
 
 
 def encode_chunk(chunk: Any) -> bytes:

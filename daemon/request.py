@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import itertools
 import os
 import threading
@@ -55,6 +56,16 @@ class BytesBody:
         return len(self._data)
 
 
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """A model's answer with its own bytes, status and content type, sent as is."""
+
+    body: bytes
+    status: int = 200
+    content_type: str = "application/octet-stream"
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive, read-only view of HTTP headers or gRPC metadata."""
 
@@ -97,8 +108,10 @@ class Request:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         path: str = "",
+        content_type: str = "application/json",
     ) -> None:
         self.transport: Transport = transport
+        self.content_type = content_type
         self.route = route
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else Headers()
@@ -128,6 +141,13 @@ class Request:
         if not data:
             raise InvalidInput("request body is empty; expected JSON")
         return codec.loads(data)
+
+    async def parsed_input(self) -> Any:
+        """The body as a model's input: msgpack for binary content types (Truss's
+        convention), JSON otherwise."""
+        if codec.is_binary(self.content_type):
+            return codec.unpack(await self.body())
+        return await self.json()
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Iterate the body as it arrives, without holding it all in memory."""

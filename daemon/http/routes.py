@@ -13,7 +13,7 @@ from daemon.http.errors import error_response
 from daemon.http.keys import CONFIG, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
 from daemon.model.pipeline import ChunkStream
-from daemon.request import Request
+from daemon.request import Request, Response
 
 
 class HttpBody:
@@ -41,7 +41,7 @@ class HttpBody:
         return self._request.content_length
 
 
-def to_request(request: web.Request, route: str) -> Request:
+def to_request(request: web.Request, route: str, content_type: str | None = None) -> Request:
     return Request(
         transport="http",
         route=route,
@@ -51,14 +51,20 @@ def to_request(request: web.Request, route: str) -> Request:
         headers=request.headers,  # already case-insensitive
         query=request.query,
         path=request.path,
+        content_type=content_type or request.headers.get("Content-Type", "application/json"),
     )
 
 
-async def call_route(request: web.Request, route: str) -> web.StreamResponse:
-    twin = to_request(request, route)
+async def call_route(request: web.Request, route: str,
+                     content_type: str | None = None) -> web.StreamResponse:
+    twin = to_request(request, route, content_type)
     result = await request.app[PIPELINE].call(route, twin)
     if isinstance(result, ChunkStream):
         return await write_chunks(request, result, twin.request_id)
+    if isinstance(result, Response):
+        headers = {**result.headers, "Content-Type": result.content_type,
+                   "X-Request-Id": twin.request_id}
+        return web.Response(body=result.body, status=result.status, headers=headers)
     try:
         body = codec.dumps(result)
     except TypeError as exc:
@@ -74,6 +80,12 @@ async def predict(request: web.Request) -> web.StreamResponse:
 async def model_predict(request: web.Request) -> web.StreamResponse:
     _check_model_name(request)
     return await call_route(request, "predict")
+
+
+async def model_predict_binary(request: web.Request) -> web.StreamResponse:
+    """Truss's binary route: the body is msgpack whatever the Content-Type says."""
+    _check_model_name(request)
+    return await call_route(request, "predict", "application/octet-stream")
 
 
 async def live(request: web.Request) -> web.Response:
@@ -110,6 +122,7 @@ def _check_model_name(request: web.Request) -> str:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/predict", predict)
     app.router.add_post("/v1/models/{name}:predict", model_predict)
+    app.router.add_post("/v1/models/{name}:predict_binary", model_predict_binary)
     app.router.add_get("/v1/models/{name}", model_info)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
+from daemon import codec
 from daemon.errors import (
     ClientError,
     ModelError,
@@ -25,7 +26,7 @@ from daemon.errors import (
     TwinserveError,
 )
 from daemon.model.signature import ArgShape, MethodSpec
-from daemon.request import Request, current_request
+from daemon.request import Request, Response, current_request
 
 log = logging.getLogger("twinserve.model")
 
@@ -175,7 +176,8 @@ class ModelPipeline:
             raise
 
     async def _call(self, route: str, spec: MethodSpec, request: Request) -> Any:
-        inputs = await request.json() if spec.takes_input else None
+        binary = spec.takes_input and codec.is_binary(request.content_type)
+        inputs = await request.parsed_input() if spec.takes_input else None
         is_predict = route == "predict"
         if is_predict and self._has_pre:
             inputs = await self._invoke(self._specs["preprocess"], inputs, request)
@@ -199,7 +201,7 @@ class ModelPipeline:
                 self._slots.release()
         if is_predict and self._has_post:
             result = await self._invoke(self._specs["postprocess"], result, request)
-        return result
+        return _as_response(result, binary, route)
 
     async def _invoke(self, spec: MethodSpec, inputs: Any, request: Request) -> Any:
         args: tuple[Any, ...]
@@ -261,6 +263,28 @@ async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurren
             gen.close()
 
         await asyncio.get_running_loop().run_in_executor(executor, close_after_pending)
+
+
+def _as_response(result: Any, binary: bool, method: str) -> Any:
+    """Bytes and response objects go out as they are; a binary (msgpack) call gets msgpack."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result))
+    body, status = getattr(result, "body", None), getattr(result, "status_code", None)
+    if isinstance(body, bytes) and isinstance(status, int):
+        # starlette/fastapi Response objects, so Truss models keep theirs.
+        headers = {str(k): str(v) for k, v in dict(getattr(result, "headers", {})).items()}
+        content_type = headers.pop("content-type", None) or getattr(result, "media_type", None)
+        headers.pop("content-length", None)
+        return Response(body, status, content_type or "application/octet-stream", headers)
+    if binary:
+        try:
+            return Response(codec.pack(result))
+        except TypeError as exc:
+            raise ModelError(f"{method} returned a value that cannot be sent as msgpack: {exc}") \
+                from exc
+    return result
 
 
 def _next_or_done(gen: Generator[Any, Any, Any]) -> Any:
