@@ -47,8 +47,9 @@ class ClientError(TwinserveError):
 
 
 class InvalidInput(ClientError):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message, 400)
+        self.param = param  # the offending field, when there is one
 
 
 class PayloadTooLarge(ClientError):

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from daemon.config import Config
 from daemon.errors import TwinserveError
-from daemon.http import routes
+from daemon.http import formats, routes
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
 from daemon.http.keys import CONFIG, PIPELINE, set_request_id
 from daemon.model.pipeline import ModelPipeline
@@ -28,14 +28,14 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except TwinserveError as err:
-        return error_response(err, request_id)
+        return error_response(err, request_id, formats.for_path(request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return http_exception_response(exc, request, request_id)
+        return http_exception_response(exc, request, request_id, formats.for_path(request.path))
     except Exception:
         log.exception("unhandled error in request %s", request_id)
-        return internal_error_response(request_id)
+        return internal_error_response(request_id, formats.for_path(request.path))
 
 
 def build_app(pipeline: ModelPipeline, config: Config) -> web.Application:

@@ -1,8 +1,11 @@
-"""TwinserveError -> HTTP status and JSON body, in one place for the HTTP front end."""
+"""TwinserveError -> HTTP status and error body, in one place for the HTTP front end.
+
+The body's shape follows the route's wire format (ours, OpenAI's or Anthropic's).
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -10,14 +13,14 @@ from daemon import codec
 from daemon.errors import (
     ClientError,
     DeadlineExceeded,
+    InvalidInput,
     ModelDefinitionError,
     ModelError,
     NotReady,
     Overloaded,
     TwinserveError,
 )
-
-log = logging.getLogger("twinserve.http")
+from daemon.http.formats import WireFormat
 
 _STATUS_BY_CLASS: tuple[tuple[type[TwinserveError], int], ...] = (
     (Overloaded, 429),
@@ -46,19 +49,24 @@ def status_for(err: TwinserveError) -> int:
     return 500
 
 
-def error_body(kind: str, message: str, request_id: str) -> bytes:
-    return codec.dumps({"error": {"type": kind, "message": message, "request_id": request_id}})
+def error_payload(err: TwinserveError, request_id: str, wire: WireFormat) -> Any:
+    param = err.param if isinstance(err, InvalidInput) else None
+    return wire.error_payload(err.kind, err.message, status_for(err), request_id, param)
 
 
-def error_response(err: TwinserveError, request_id: str) -> web.Response:
-    response = _json_error(status_for(err), err.kind, err.message, request_id)
+def error_body(err: TwinserveError, request_id: str, wire: WireFormat) -> bytes:
+    return codec.dumps(error_payload(err, request_id, wire))
+
+
+def error_response(err: TwinserveError, request_id: str, wire: WireFormat) -> web.Response:
+    response = _response(status_for(err), error_body(err, request_id, wire), request_id)
     if isinstance(err, Overloaded):
         response.headers["Retry-After"] = str(max(1, round(err.retry_after)))
     return response
 
 
 def http_exception_response(exc: web.HTTPException, request: web.BaseRequest,
-                            request_id: str) -> web.Response:
+                            request_id: str, wire: WireFormat) -> web.Response:
     """aiohttp's own refusals, reworded to name what was asked for."""
     status = exc.status
     kind = _KIND_BY_STATUS.get(status, "http_error")
@@ -68,20 +76,19 @@ def http_exception_response(exc: web.HTTPException, request: web.BaseRequest,
     elif status == 405:
         allowed = exc.headers.get("Allow", "")
         message = f"{request.method} is not allowed on {request.path}; use {allowed}"
-    response = _json_error(status, kind, message, request_id)
+    body = codec.dumps(wire.error_payload(kind, message, status, request_id, None))
+    response = _response(status, body, request_id)
     if status == 405 and "Allow" in exc.headers:
         response.headers["Allow"] = exc.headers["Allow"]
     return response
 
 
-def internal_error_response(request_id: str) -> web.Response:
-    return _json_error(500, "internal_error", "internal server error", request_id)
+def internal_error_response(request_id: str, wire: WireFormat) -> web.Response:
+    body = codec.dumps(wire.error_payload("internal_error", "internal server error", 500,
+                                          request_id, None))
+    return _response(500, body, request_id)
 
 
-def _json_error(status: int, kind: str, message: str, request_id: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=error_body(kind, message, request_id),
-        content_type="application/json",
-        headers={"X-Request-Id": request_id},
-    )
+def _response(status: int, body: bytes, request_id: str) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json",
+                        headers={"X-Request-Id": request_id})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from daemon import codec
 from daemon.errors import ModelError, NotFound, NotReady, PayloadTooLarge
+from daemon.http import formats
 from daemon.http.errors import error_response
 from daemon.http.keys import CONFIG, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
@@ -51,7 +53,7 @@ def to_request(request: web.Request, route: str, content_type: str | None = None
         headers=request.headers,  # already case-insensitive
         query=request.query,
         path=request.path,
-        content_type=content_type or request.headers.get("Content-Type", "application/json"),
+        content_type=content_type or request.headers.get("Content-Type") or "application/json",
     )
 
 
@@ -60,7 +62,7 @@ async def call_route(request: web.Request, route: str,
     twin = to_request(request, route, content_type)
     result = await request.app[PIPELINE].call(route, twin)
     if isinstance(result, ChunkStream):
-        return await write_chunks(request, result, twin.request_id)
+        return await write_chunks(request, result, twin.request_id, formats.for_path(request.path))
     if isinstance(result, Response):
         headers = {**result.headers, "Content-Type": result.content_type,
                    "X-Request-Id": twin.request_id}
@@ -95,7 +97,7 @@ async def live(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     reason = await request.app[PIPELINE].not_ready_reason()
     if reason is not None:
-        return error_response(NotReady(reason), request_id_of(request))
+        return error_response(NotReady(reason), request_id_of(request), formats.PREDICT)
     return web.json_response({"status": "ready"})
 
 
@@ -111,6 +113,25 @@ async def model_info(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "ready": reason is None})
 
 
+def api_route(route: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler for one of the OpenAI/Anthropic-style routes, served by the model's method."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await call_route(request, route)
+
+    handler.__name__ = route
+    return handler
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """OpenAI's `GET /v1/models`: the one model this daemon serves."""
+    config = request.app[CONFIG]
+    return web.json_response({"object": "list", "data": [
+        {"id": config.model.model_name, "object": "model", "created": _STARTED,
+         "owned_by": "twinserve"},
+    ]})
+
+
 def _check_model_name(request: web.Request) -> str:
     name = request.match_info["name"]
     served = request.app[CONFIG].model.model_name
@@ -119,7 +140,20 @@ def _check_model_name(request: web.Request) -> str:
     return name
 
 
+API_ROUTES = {
+    "/v1/chat/completions": "chat_completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+    "/v1/responses": "responses",
+}
+_STARTED = int(time.time())
+
+
 def add_routes(app: web.Application) -> None:
+    for path, route in API_ROUTES.items():
+        app.router.add_post(path, api_route(route))
+    app.router.add_get("/v1/models", list_models)
     app.router.add_post("/predict", predict)
     app.router.add_post("/v1/models/{name}:predict", model_predict)
     app.router.add_post("/v1/models/{name}:predict_binary", model_predict_binary)

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon import codec
 from daemon.errors import TwinserveError
-from daemon.http.errors import error_body
+from daemon.http.errors import error_payload
+from daemon.http.formats import WireFormat
 from daemon.model.pipeline import ChunkStream
 
 log = logging.getLogger("twinserve.http")
@@ -25,7 +25,8 @@ def content_type_for(first_chunk: Any) -> str:
     return "application/x-ndjson"
 
 
-async def write_chunks(request: web.Request, stream: ChunkStream, request_id: str) -> web.StreamResponse:
+async def write_chunks(request: web.Request, stream: ChunkStream, request_id: str,
+                       wire: WireFormat) -> web.StreamResponse:
     """Stream `stream` to the client.
 
     The first chunk is awaited before the headers go out, so an error raised before
@@ -40,20 +41,25 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
     except BaseException:
         await stream.aclose()
         raise
+    content_type = wire.stream_content_type or content_type_for(first)
     response = web.StreamResponse(
-        headers={"Content-Type": content_type_for(first), "X-Request-Id": request_id}
+        headers={"Content-Type": content_type, "X-Request-Id": request_id}
     )
     response.enable_chunked_encoding()
+    encode = wire.encode_chunk
+    last = first
     try:
         await response.prepare(request)
         if first is not _NOTHING:
-            await response.write(codec.encode_chunk(first))
-            async for chunk in stream:
-                await response.write(codec.encode_chunk(chunk))
+            await response.write(encode(first))
+            async for last in stream:
+                await response.write(encode(last))
+        if wire.stream_end and not isinstance(last, (str, bytes)):
+            await response.write(wire.stream_end)  # we framed the events, so we end them too
     except TwinserveError as err:
         log.warning("stream %s failed after it started: %s", request_id, err.message)
         try:
-            await response.write(error_body(err.kind, err.message, request_id) + b"\n")
+            await response.write(encode(error_payload(err, request_id, wire)))
         except ConnectionResetError:
             pass
         _abort_body(request)

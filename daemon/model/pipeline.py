@@ -165,7 +165,8 @@ class ModelPipeline:
                            else "model failed to load")
         spec = self._specs.get(route)
         if spec is None or route in ("preprocess", "postprocess"):
-            raise NotFound(f"this model does not implement {route!r}")
+            raise NotFound(f"this model does not implement {route} (define Model.{route} to "
+                           "serve this route)")
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
