@@ -50,6 +50,8 @@ _TRUSS_RUNTIME_KEYS = frozenset(
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     predict_concurrency: int = 1
+    max_queue: int | None = None  # waiting calls beyond predict_concurrency; None: unbounded
+    queue_timeout_s: float | None = None
     max_request_bytes: int = 64 * MiB
 
 
@@ -133,6 +135,8 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
             raise ConfigError(f"runtime.{key}: unknown key")
     return RuntimeConfig(
         predict_concurrency=_positive_int(raw, "runtime.predict_concurrency", 1),
+        max_queue=_optional_count(raw, "runtime.max_queue"),
+        queue_timeout_s=_optional_seconds(raw, "runtime.queue_timeout_s"),
         max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
     )
 
@@ -198,3 +202,22 @@ def _positive_int(raw: Mapping[str, Any], dotted: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{dotted}: expected a positive integer, got {value!r}")
     return value
+
+
+def _optional_count(raw: Mapping[str, Any], dotted: str) -> int | None:
+    value = raw.get(dotted.rsplit(".", 1)[-1])
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{dotted}: expected a non-negative integer or null, got {value!r}")
+    return value
+
+
+def _optional_seconds(raw: Mapping[str, Any], dotted: str) -> float | None:
+    value = raw.get(dotted.rsplit(".", 1)[-1])
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{dotted}: expected a positive number of seconds or null, "
+                          f"got {value!r}")
+    return float(value)

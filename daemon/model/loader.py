@@ -13,6 +13,7 @@ from typing import Any
 
 from daemon.config import Config, ModelConfig, secret_env_name
 from daemon.errors import ModelDefinitionError
+from daemon.model.admission import AdmissionController
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.signature import check_model_class
 
@@ -98,5 +99,7 @@ def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None
         "environment": None,
         **(extra_kwargs or {}),
     }
-    return ModelPipeline(functools.partial(construct, cls, kwargs), specs,
-                         predict_concurrency=model.runtime.predict_concurrency)
+    runtime = model.runtime
+    admission = AdmissionController(runtime.predict_concurrency, runtime.max_queue,
+                                    runtime.queue_timeout_s)
+    return ModelPipeline(functools.partial(construct, cls, kwargs), specs, admission=admission)

@@ -25,6 +25,7 @@ from daemon.errors import (
     NotReady,
     TwinserveError,
 )
+from daemon.model.admission import AdmissionController
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request
 
@@ -96,14 +97,14 @@ class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
-                 predict_concurrency: int) -> None:
+                 admission: AdmissionController) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._specs = dict(specs)
         self._model: Any = None
         self._state = State.LOADING
-        self._slots = asyncio.Semaphore(predict_concurrency)
+        self.admission = admission
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(16, predict_concurrency + 4), thread_name_prefix="twinserve-model"
+            max_workers=max(16, admission.concurrency + 4), thread_name_prefix="twinserve-model"
         )
         self._has_pre = "preprocess" in specs
         self._has_post = "postprocess" in specs
@@ -182,7 +183,7 @@ class ModelPipeline:
         is_predict = route == "predict"
         if is_predict and self._has_pre:
             inputs = await self._invoke(self._specs["preprocess"], inputs, request)
-        await self._slots.acquire()
+        await self.admission.acquire()
         handed_over = False
         try:
             result = await self._invoke(spec, inputs, request)
@@ -196,10 +197,10 @@ class ModelPipeline:
                         "postprocess or return a value"
                     )
                 handed_over = True
-                return ChunkStream(chunks, request, self._slots.release, route)
+                return ChunkStream(chunks, request, self.admission.release, route)
         finally:
             if not handed_over:
-                self._slots.release()
+                self.admission.release()
         if is_predict and self._has_post:
             result = await self._invoke(self._specs["postprocess"], result, request)
         return _as_response(result, binary, route)
