@@ -52,6 +52,7 @@ class RuntimeConfig:
     predict_concurrency: int = 1
     max_queue: int | None = None  # waiting calls beyond predict_concurrency; None: unbounded
     queue_timeout_s: float | None = None
+    request_timeout_s: float | None = None  # whole call, streaming included; None: no limit
     max_request_bytes: int = 64 * MiB
 
 
@@ -137,6 +138,7 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         predict_concurrency=_positive_int(raw, "runtime.predict_concurrency", 1),
         max_queue=_optional_count(raw, "runtime.max_queue"),
         queue_timeout_s=_optional_seconds(raw, "runtime.queue_timeout_s"),
+        request_timeout_s=_optional_seconds(raw, "runtime.request_timeout_s"),
         max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
     )
 

@@ -102,4 +102,5 @@ def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None
     runtime = model.runtime
     admission = AdmissionController(runtime.predict_concurrency, runtime.max_queue,
                                     runtime.queue_timeout_s)
-    return ModelPipeline(functools.partial(construct, cls, kwargs), specs, admission=admission)
+    return ModelPipeline(functools.partial(construct, cls, kwargs), specs, admission=admission,
+                         request_timeout_s=runtime.request_timeout_s)

@@ -26,6 +26,7 @@ from daemon.errors import (
     TwinserveError,
 )
 from daemon.model.admission import AdmissionController
+from daemon.model.deadline import Deadline
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request
 
@@ -50,11 +51,12 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str) -> None:
+                 method: str, deadline: Deadline | None) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
+        self._deadline = deadline
         self._finished = False
 
     def __aiter__(self) -> ChunkStream:
@@ -69,6 +71,8 @@ class ChunkStream:
             raise
         except asyncio.CancelledError:
             await self.aclose()
+            if self._deadline is not None and self._deadline.expired:
+                raise self._deadline.error() from None
             raise
         except Exception as exc:
             self._finished = True
@@ -80,6 +84,8 @@ class ChunkStream:
         release, self._release = self._release, None
         if release is None:
             return
+        if self._deadline is not None:
+            self._deadline.stop()
         try:
             if not self._finished:
                 self._request.mark_disconnected()
@@ -97,8 +103,9 @@ class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
-                 admission: AdmissionController) -> None:
+                 admission: AdmissionController, request_timeout_s: float | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
+        self._request_timeout_s = request_timeout_s
         self._specs = dict(specs)
         self._model: Any = None
         self._state = State.LOADING
@@ -171,13 +178,22 @@ class ModelPipeline:
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
+        deadline = Deadline(self._request_timeout_s) if self._request_timeout_s else None
+        result = None
         try:
-            return await self._call(route, spec, request)
+            result = await self._call(route, spec, request, deadline)
+            return result
         except asyncio.CancelledError:
             request.mark_disconnected()
+            if deadline is not None and deadline.expired:
+                raise deadline.error() from None
             raise
+        finally:
+            if deadline is not None and not isinstance(result, ChunkStream):
+                deadline.stop()  # a stream keeps its deadline until it ends
 
-    async def _call(self, route: str, spec: MethodSpec, request: Request) -> Any:
+    async def _call(self, route: str, spec: MethodSpec, request: Request,
+                    deadline: Deadline | None) -> Any:
         binary = spec.takes_input and codec.is_binary(request.content_type)
         inputs = await request.parsed_input() if spec.takes_input else None
         is_predict = route == "predict"
@@ -197,7 +213,7 @@ class ModelPipeline:
                         "postprocess or return a value"
                     )
                 handed_over = True
-                return ChunkStream(chunks, request, self.admission.release, route)
+                return ChunkStream(chunks, request, self.admission.release, route, deadline)
         finally:
             if not handed_over:
                 self.admission.release()
