@@ -10,7 +10,7 @@ from aiohttp import web
 from daemon import codec
 from daemon.errors import ModelError, NotFound, NotReady
 from daemon.http.errors import error_response
-from daemon.http.keys import CONFIG, PIPELINE, request_id_of
+from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
 from daemon.model.pipeline import ChunkStream
 from daemon.request import Headers, Request
@@ -90,6 +90,12 @@ async def model_info(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "ready": reason is None})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus scrape endpoint (text format 0.0.4)."""
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
 def _check_model_name(request: web.Request) -> str:
     name = request.match_info["name"]
     served = request.app[CONFIG].model.model_name
@@ -104,4 +110,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models/{name}", model_info)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/", root)
