@@ -89,33 +89,53 @@ class TrtllmBackend:
         return text
 
     async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
         # A plain call on the loop thread: it enqueues the request and returns at once.
         output = self.llm.generate_async(self.prompt(request), self.sampling_params(request),
                                          streaming=True)
-        cancel.on_cancel(output.abort)  # runs on the loop thread; abort() never raises
         items = output.__aiter__()
+        pending: list[asyncio.Future[Any]] = []
+        watchdog: list[asyncio.TimerHandle] = []
+        gave_up = False
+
+        def give_up() -> None:
+            nonlocal gave_up
+            gave_up = True
+            for future in pending:
+                future.cancel()
+
+        cancel.on_cancel(output.abort)  # on the loop thread; abort() never raises
+        cancel.on_cancel(lambda: watchdog.append(loop.call_later(self._abort_timeout, give_up)))
         first = True
-        while True:
-            try:
-                if cancel.is_set():
-                    item = await asyncio.wait_for(items.__anext__(), self._abort_timeout)
-                else:
-                    item = await items.__anext__()
-            except StopAsyncIteration:
-                yield Delta(finish_reason="cancelled" if cancel.is_set() else "stop")
-                return
-            except asyncio.TimeoutError:
-                log.warning("trtllm request %s: no final item %.1f s after abort; giving up",
-                            request.request_id, self._abort_timeout)
-                yield Delta(finish_reason="cancelled")
-                return
-            completion = item.outputs[0]
-            prompt_tokens = len(item.prompt_token_ids) if first else None
-            first = False
-            token_ids = tuple(completion.token_ids_diff)
-            if completion.text_diff or token_ids or prompt_tokens is not None:
-                yield Delta(text=completion.text_diff, token_ids=token_ids,
-                            prompt_tokens=prompt_tokens)
-            if completion.finish_reason is not None:
-                yield Delta(finish_reason=FINISH_REASONS.get(completion.finish_reason, "stop"))
-                return
+        try:
+            while True:
+                # A task per item, so the watchdog can end a wait already under way when
+                # the abort came.
+                next_item = asyncio.ensure_future(items.__anext__())
+                pending[:] = [next_item]
+                try:
+                    item = await next_item
+                except StopAsyncIteration:
+                    yield Delta(finish_reason="cancelled" if cancel.is_set() else "stop")
+                    return
+                except asyncio.CancelledError:
+                    if not gave_up:
+                        raise
+                    log.warning("trtllm request %s: no final item %.1f s after abort; "
+                                "giving up", request.request_id, self._abort_timeout)
+                    yield Delta(finish_reason="cancelled")
+                    return
+                completion = item.outputs[0]
+                prompt_tokens = len(item.prompt_token_ids) if first else None
+                first = False
+                token_ids = tuple(completion.token_ids_diff)
+                if completion.text_diff or token_ids or prompt_tokens is not None:
+                    yield Delta(text=completion.text_diff, token_ids=token_ids,
+                                prompt_tokens=prompt_tokens)
+                if completion.finish_reason is not None:
+                    yield Delta(finish_reason=FINISH_REASONS.get(completion.finish_reason,
+                                                                 "stop"))
+                    return
+        finally:
+            for handle in watchdog:
+                handle.cancel()
