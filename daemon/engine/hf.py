@@ -115,18 +115,21 @@ class HfBackend:
             name="twinserve-hf-generate", daemon=True)
         thread.start()
         generated = 0
+        ended = False
         try:
             yield Delta(prompt_tokens=prompt_tokens)
             while True:
                 item = await queue.get()
                 if item is None:
+                    ended = True
                     break
                 if isinstance(item, BaseException):
+                    ended = True  # the thread has returned
                     raise item
                 generated += len(item.token_ids)
                 yield Delta(text=item.text, token_ids=item.token_ids)
         finally:
-            if thread.is_alive():
+            if not ended:
                 cancel.set()  # we are leaving early (error, or the task was cancelled)
             await asyncio.shield(asyncio.to_thread(thread.join))
         finish: FinishReason
@@ -154,7 +157,7 @@ class HfBackend:
                     **kwargs)
         except BaseException as exc:
             push(exc)
-        finally:
+        else:
             push(None)
 
 
