@@ -110,3 +110,11 @@ def test_daemon_keeps_serving_after_disconnects(daemon: DaemonProcess) -> None:
     reply = httpx.post(f"{daemon.http_url}/predict", json={"prompt": "x", "max_tokens": 2,
                                                            "stream": True}, timeout=10)
     assert reply.status_code == 200 and len(reply.text.split()) == 2
+
+
+def test_custom_model_receives_the_engine() -> None:
+    for process in serve(DaemonProcess(MODELS / "engine_custom")):
+        reply = httpx.post(f"{process.http_url}/predict",
+                           json={"prompt": "x", "max_tokens": 2}, timeout=10)
+        assert reply.status_code == 200
+        assert len(reply.json()["shouted"].split()) == 2 and reply.json()["shouted"].isupper()
