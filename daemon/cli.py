@@ -14,6 +14,10 @@ from daemon.errors import ModelDefinitionError
 
 log = logging.getLogger("twinserve")
 
+# The model directory served when none is named: the embedded language model, loaded through
+# the same loader and pipeline as any user's model.
+BUILTIN_LLM_DIR = Path(__file__).resolve().parent / "builtin" / "llm"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -28,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinserve", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve a model directory over HTTP and gRPC")
-    serve.add_argument("model_dir", type=Path, help="a Truss-style model directory")
+    serve.add_argument("model_dir", type=Path, nargs="?", default=None,
+                       help="a Truss-style model directory (left out: the embedded "
+                            "SmolLM2-135M-Instruct language model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, default=8080, help="HTTP port (0: any free one)")
     serve.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free one)")
@@ -46,18 +52,22 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server_config = ServerConfig(host=args.host, http_port=args.http_port,
                                  grpc_port=args.grpc_port, log_level=args.log_level)
+    model_dir = args.model_dir if args.model_dir is not None else BUILTIN_LLM_DIR
     try:
-        config = from_cli(args.model_dir, server_config)
-        from daemon.model.loader import build_pipeline
+        config = from_cli(model_dir, server_config)
+        from daemon.metrics import Metrics
+        from daemon.model.loader import build_engine, build_pipeline
 
-        pipeline = build_pipeline(config)
+        metrics = Metrics()
+        engine = build_engine(config, metrics)
+        pipeline = build_pipeline(config, {"engine": engine} if engine is not None else None)
     except ModelDefinitionError as exc:
         log.error("%s", exc.message)
         return 1
     from daemon.server import Server
 
     _install_uvloop()
-    return asyncio.run(Server(config, pipeline).run())
+    return asyncio.run(Server(config, pipeline, metrics=metrics, engine=engine).run())
 
 
 def _install_uvloop() -> None:

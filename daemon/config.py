@@ -56,6 +56,25 @@ class RuntimeConfig:
     max_request_bytes: int = 64 * MiB
 
 
+ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """The `engine:` section: which backend generates text, with which weights.
+
+    `model` is backend-specific: for hf a local directory or Hub id (left out: the embedded
+    SmolLM2-135M-Instruct), for trtllm what `tensorrt_llm.LLM(model=...)` takes.
+    """
+
+    backend: str
+    model: str | None = None
+    capacity: int | None = None  # concurrent generations; None: the backend's own choice
+    device: str = "cpu"  # hf only
+    token_delay_ms: float = 20.0  # simulated only
+    abort_timeout_s: float = 5.0  # trtllm only: wait this long for the final 'cancelled' item
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What config.yaml says about the model directory."""
@@ -71,6 +90,7 @@ class ModelConfig:
     environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
     model_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    engine: EngineConfig | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -91,6 +111,13 @@ class Config:
     model: ModelConfig
     server: ServerConfig
     secret_overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cache_dir: Path = dataclasses.field(default_factory=lambda: default_cache_dir({}))
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    """Where converted weights are kept: $TWINSERVE_CACHE_DIR, else ~/.cache/twinserve."""
+    configured = environ.get("TWINSERVE_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "twinserve"
 
 
 def load_model_config(root: Path) -> ModelConfig:
@@ -125,6 +152,7 @@ def parse_model_config(root: Path, raw: Mapping[str, Any]) -> ModelConfig:
         environment_variables=_str_map(raw, "environment_variables", allow_none=False),
         model_metadata=_mapping(raw, "model_metadata"),
         runtime=_runtime(_mapping(raw, "runtime")),
+        engine=_engine(raw.get("engine")),
         raw=dict(raw),
     )
 
@@ -143,6 +171,44 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
     )
 
 
+def _engine(raw: Any) -> EngineConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"engine: expected a mapping, got {_kind(raw)}")
+    fields = {f.name for f in dataclasses.fields(EngineConfig)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"engine.{key}: unknown key (known: {', '.join(sorted(fields))})")
+    backend = raw.get("backend")
+    if backend not in ENGINE_BACKENDS:
+        raise ConfigError(
+            f"engine.backend: expected one of {', '.join(ENGINE_BACKENDS)}, got {backend!r}")
+    model = raw.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ConfigError(f"engine.model: expected a non-empty string, got {_kind(model)} {model!r}")
+    if backend == "trtllm" and model is None:
+        raise ConfigError("engine.model: required for backend trtllm (a checkpoint or engine dir)")
+    capacity = raw.get("capacity")
+    if capacity is not None:
+        capacity = _positive_int(raw, "engine.capacity", 1)
+    return EngineConfig(
+        backend=backend,
+        model=model,
+        capacity=capacity,
+        device=_engine_device(raw.get("device", "cpu")),
+        token_delay_ms=_non_negative_number(raw, "engine.token_delay_ms", 20.0),
+        abort_timeout_s=_non_negative_number(raw, "engine.abort_timeout_s", 5.0),
+    )
+
+
+def _engine_device(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"engine.device: expected a torch device string such as 'cpu' or "
+                          f"'cuda', got {_kind(value)} {value!r}")
+    return value
+
+
 def secret_overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     """`TWINSERVE_SECRET_<NAME>` variables, keyed by their normalised NAME."""
     prefix = "TWINSERVE_SECRET_"
@@ -159,6 +225,7 @@ def from_cli(model_dir: Path, server: ServerConfig) -> Config:
         model=load_model_config(model_dir),
         server=server,
         secret_overrides=secret_overrides_from_env(os.environ),
+        cache_dir=default_cache_dir(os.environ),
     )
 
 
@@ -222,4 +289,11 @@ def _optional_seconds(raw: Mapping[str, Any], dotted: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{dotted}: expected a positive number of seconds or null, "
                           f"got {value!r}")
+    return float(value)
+
+
+def _non_negative_number(raw: Mapping[str, Any], dotted: str, default: float) -> float:
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{dotted}: expected a non-negative number, got {value!r}")
     return float(value)

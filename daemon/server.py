@@ -1,4 +1,4 @@
-"""Run both front ends on one event loop around one model pipeline, start to shutdown."""
+"""Run both front ends on one event loop around one model pipeline and engine, start to shutdown."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ import signal
 from aiohttp import web
 
 from daemon.config import Config
+from daemon.engine.core import EngineCore
 from daemon.http.app import build_app
+from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 
 log = logging.getLogger("twinserve")
 
 
 class Server:
-    """Owns the listeners and the pipeline's lifetime (uvicorn's startup/main_loop/shutdown)."""
+    """Owns the listeners', the pipeline's and the engine's lifetimes.
 
-    def __init__(self, config: Config, pipeline: ModelPipeline) -> None:
+    uvicorn's startup/main_loop/shutdown: listeners first, then the engine and the model
+    load (ready once both are done); at the end the listeners stop before the engine closes.
+    """
+
+    def __init__(self, config: Config, pipeline: ModelPipeline, *, metrics: Metrics,
+                 engine: EngineCore | None = None) -> None:
         self.config = config
         self.pipeline = pipeline
+        self.metrics = metrics
+        self.engine = engine
         self._stop = asyncio.Event()
         self._http: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -35,7 +44,7 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            load = asyncio.create_task(self.pipeline.load())
+            load = asyncio.create_task(self._load())
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait({load, stop}, return_when=asyncio.FIRST_COMPLETED)
             if load.done():
@@ -52,10 +61,15 @@ class Server:
         finally:
             await self.shutdown()
 
+    async def _load(self) -> None:
+        if self.engine is not None:
+            await self.engine.start()
+        await self.pipeline.load()
+
     async def startup(self) -> None:
         server = self.config.server
         runner = web.AppRunner(
-            build_app(self.pipeline, self.config),
+            build_app(self.pipeline, self.config, self.metrics),
             handler_cancellation=True,  # a client that disconnects cancels its handler at once
             lingering_time=0,  # never drain a refused body (413): close the connection instead
             access_log=None,
@@ -70,6 +84,8 @@ class Server:
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
+        if self.engine is not None:
+            await self.engine.close()
         self.pipeline.close()
 
 

@@ -11,7 +11,8 @@ from daemon.config import Config
 from daemon.errors import TwinserveError
 from daemon.http import formats, routes
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
-from daemon.http.keys import CONFIG, PIPELINE, set_request_id
+from daemon.http.keys import CONFIG, METRICS, PIPELINE, set_request_id
+from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.request import new_request_id
 
@@ -38,7 +39,7 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         return internal_error_response(request_id, formats.for_path(request.path))
 
 
-def build_app(pipeline: ModelPipeline, config: Config) -> web.Application:
+def build_app(pipeline: ModelPipeline, config: Config, metrics: Metrics) -> web.Application:
     # aiohttp's own whole-body limit; HttpBody turns its refusal into PayloadTooLarge.
     app = web.Application(
         middlewares=[error_boundary],
@@ -46,5 +47,6 @@ def build_app(pipeline: ModelPipeline, config: Config) -> web.Application:
     )
     app[PIPELINE] = pipeline
     app[CONFIG] = config
+    app[METRICS] = metrics
     routes.add_routes(app)
     return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon.config import Config
+from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 
 PIPELINE = web.AppKey("pipeline", ModelPipeline)
 CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
 _REQUEST_ID = "twinserve.request_id"
 
 

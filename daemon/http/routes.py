@@ -12,7 +12,7 @@ from daemon import codec
 from daemon.errors import ModelError, NotFound, NotReady, PayloadTooLarge
 from daemon.http import formats
 from daemon.http.errors import error_response
-from daemon.http.keys import CONFIG, PIPELINE, request_id_of
+from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
 from daemon.model.pipeline import ChunkStream
 from daemon.request import Request, Response
@@ -132,6 +132,12 @@ async def list_models(request: web.Request) -> web.Response:
     ]})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus scrape endpoint (text format 0.0.4)."""
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
 def _check_model_name(request: web.Request) -> str:
     name = request.match_info["name"]
     served = request.app[CONFIG].model.model_name
@@ -160,4 +166,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models/{name}", model_info)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/", root)

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Config, ModelConfig, secret_env_name
+from daemon.engine.core import EngineCore
 from daemon.errors import ModelDefinitionError
 from daemon.model.admission import AdmissionController
+from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.signature import check_model_class
 
@@ -50,8 +52,15 @@ class Secrets(Mapping[str, str]):
 
 
 def import_model_class(config: ModelConfig) -> type:
-    """Import `model_module_dir/model_class_filename` as a package module, as Truss does."""
+    """Import `model_module_dir/model_class_filename` as a package module, as Truss does.
+
+    With no model file but an `engine:` section, the built-in text-generation model.
+    """
     path = config.model_file
+    if not path.is_file() and config.engine is not None:
+        from daemon.model.text_generation import TextGenerationModel
+
+        return TextGenerationModel
     if not path.is_file():
         raise ModelDefinitionError(
             f"{path}: model file not found (config keys model_module_dir / model_class_filename)"
@@ -85,6 +94,15 @@ def construct(cls: type, available: Mapping[str, Any]) -> Any:
         return cls(**available)
     accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return cls(**{k: v for k, v in available.items() if k in accepted})
+
+
+def build_engine(config: Config, metrics: Metrics) -> EngineCore | None:
+    """The engine named by config.yaml's `engine:` section; None when there is none."""
+    if config.model.engine is None:
+        return None
+    from daemon.engine.backends import build_backend
+
+    return EngineCore(build_backend(config.model.engine, config.cache_dir), metrics)
 
 
 def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None) -> ModelPipeline:

@@ -1,0 +1,33 @@
+"""API-key check shared by both transports: `Authorization: Bearer KEY` or `x-api-key: KEY`."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from daemon.errors import Unauthenticated
+
+
+class ApiKeyCheck:
+    """Compares in constant time, so the key cannot be guessed byte by byte from timings."""
+
+    def __init__(self, api_key: str) -> None:
+        self._key = api_key.encode()
+
+    def __call__(self, headers: Mapping[str, str]) -> None:
+        """Raise Unauthenticated unless `headers` (case-insensitive) carry the key."""
+        offered = _offered_key(headers)
+        if offered is None:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>' or "
+                                  "'x-api-key: <key>'")
+        if not hmac.compare_digest(offered.encode(), self._key):
+            raise Unauthenticated("invalid API key")
+
+
+def _offered_key(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return headers.get("x-api-key") or None

@@ -1,0 +1,37 @@
+"""The interface every backend implements; the engine core is written against it alone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from daemon.engine.cancel import CancelSignal
+from daemon.engine.generation import Delta, GenerationRequest
+
+
+class Backend(Protocol):
+    """Turns one single-choice generation into deltas, and stops when told to.
+
+    The core calls everything on the event-loop thread, runs at most `capacity`
+    generations at once, and queues the rest.
+    """
+
+    name: str
+    capacity: int
+
+    async def start(self) -> None:
+        """Load weights and the like; the daemon reports ready only after this returns."""
+        ...
+
+    def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+        """Yield the deltas of choice 0 (the core fans `n` out and sets `index`).
+
+        The last delta has a finish_reason: "cancelled" once `cancel` was set, which the
+        backend must notice promptly (within about one token) and stop working.
+        `request.sampling.n` is always 1 here; `stop` is handled by the core.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release what start() took; called once no generation runs."""
+        ...

@@ -1,0 +1,28 @@
+"""Which backend an `engine:` section names; heavy backends are imported only when named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.config import EngineConfig
+from daemon.engine.backend import Backend
+
+
+def build_backend(config: EngineConfig, cache_dir: Path) -> Backend:
+    if config.backend == "simulated":
+        from daemon.engine.simulated import SimulatedBackend
+
+        return SimulatedBackend(token_delay_ms=config.token_delay_ms,
+                                capacity=config.capacity or 64)
+    if config.backend == "hf":
+        from daemon.engine.hf import HfBackend
+
+        return HfBackend(model=config.model, cache_dir=cache_dir, device=config.device,
+                         capacity=config.capacity or 1)
+    if config.backend == "trtllm":
+        from daemon.engine.trtllm import TrtllmBackend
+
+        assert config.model is not None  # config.py requires it for trtllm
+        return TrtllmBackend.from_model(config.model, capacity=config.capacity or 256,
+                                        abort_timeout_s=config.abort_timeout_s)
+    raise ValueError(f"unknown engine backend {config.backend!r}")  # config.py rejects these

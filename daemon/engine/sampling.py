@@ -1,0 +1,94 @@
+"""Sampling parameters under OpenAI's names, validated once, with our defaults spelled out.
+
+Backends receive every value explicitly, so a backend's own defaults (TensorRT-LLM's
+max_tokens=32, a checkpoint's generation_config) never decide what a client gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.errors import InvalidInput
+
+DEFAULT_MAX_TOKENS = 256
+MAX_STOP_SEQUENCES = 4
+MAX_N = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    temperature: float = 1.0  # OpenAI's default; 0 decodes greedily
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off (OpenAI has no top_k)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        _check_int("max_tokens", self.max_tokens, low=1)
+        _check_float("temperature", self.temperature, 0.0, 2.0)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        if self.top_p == 0.0:
+            raise InvalidInput("top_p: must be greater than 0 and at most 1, got 0")
+        _check_int("top_k", self.top_k, low=0)
+        _check_int("n", self.n, low=1, high=MAX_N)
+        if self.seed is not None:
+            _check_int("seed", self.seed, low=0)
+        if len(self.stop) > MAX_STOP_SEQUENCES:
+            raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}")
+        for sequence in self.stop:
+            if not isinstance(sequence, str) or not sequence:
+                raise InvalidInput(f"stop: expected non-empty strings, got {sequence!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+SAMPLING_KEYS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
+
+
+def sampling_from_openai(body: Mapping[str, Any]) -> SamplingParams:
+    """Read the sampling keys of an OpenAI-style body; other keys are left to the caller.
+
+    `null` means "our default", as in OpenAI's API. `max_completion_tokens` is accepted as
+    the newer name for `max_tokens`.
+    """
+    values: dict[str, Any] = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
+    newer = body.get("max_completion_tokens")
+    if newer is not None:
+        values.setdefault("max_tokens", newer)
+    if "stop" in values:
+        stop = values["stop"]
+        if isinstance(stop, str):
+            values["stop"] = (stop,)
+        elif isinstance(stop, list):
+            values["stop"] = tuple(stop)
+        else:
+            raise InvalidInput(f"stop: expected a string or a list of strings, got {_kind(stop)}")
+    for name in ("temperature", "top_p"):
+        if name in values and isinstance(values[name], int) and not isinstance(values[name], bool):
+            values[name] = float(values[name])
+    return SamplingParams(**values)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name}: expected an integer, got {_kind(value)} {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"{name}: must be {bound}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name}: expected a number, got {_kind(value)} {value!r}")
+    if not low <= value <= high:
+        raise InvalidInput(f"{name}: must be between {low:g} and {high:g}, got {value}")

@@ -1,0 +1,60 @@
+"""Sampling parameters: OpenAI names, our explicit defaults, errors naming the parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daemon.engine.sampling import DEFAULT_MAX_TOKENS, SamplingParams, sampling_from_openai
+from daemon.engine.stop import StopMatcher
+from daemon.errors import InvalidInput
+
+
+def test_defaults_are_ours() -> None:
+    params = sampling_from_openai({})
+    assert params == SamplingParams(max_tokens=DEFAULT_MAX_TOKENS, temperature=1.0, top_p=1.0,
+                                    top_k=0, stop=(), seed=None, n=1)
+
+
+def test_reads_openai_names() -> None:
+    params = sampling_from_openai({"max_tokens": 5, "temperature": 0, "top_p": 0.5, "top_k": 4,
+                                   "stop": "\n", "seed": 3, "n": 2, "model": "ignored"})
+    assert params == SamplingParams(5, 0.0, 0.5, 4, ("\n",), 3, 2)
+    assert params.greedy
+    assert sampling_from_openai({"max_completion_tokens": 7}).max_tokens == 7
+    assert sampling_from_openai({"temperature": None}).temperature == 1.0
+
+
+@pytest.mark.parametrize(("body", "name"), [
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": "5"}, "max_tokens"),
+    ({"max_tokens": True}, "max_tokens"),
+    ({"temperature": 2.5}, "temperature"),
+    ({"temperature": "hot"}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": -1}, "top_k"),
+    ({"n": 0}, "n"),
+    ({"n": 100}, "n"),
+    ({"seed": -1}, "seed"),
+    ({"stop": 3}, "stop"),
+    ({"stop": [""]}, "stop"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+])
+def test_invalid_values_name_the_parameter(body: dict[str, Any], name: str) -> None:
+    with pytest.raises(InvalidInput, match=rf"^{name}: "):
+        sampling_from_openai(body)
+
+
+def test_stop_matcher_holds_back_possible_prefixes() -> None:
+    matcher = StopMatcher(("END",))
+    assert matcher.feed("abc E") == ("abc ", False)
+    assert matcher.feed("N") == ("", False)
+    assert matcher.feed("x") == ("ENx", False)
+    assert matcher.feed("yy EN") == ("yy ", False)
+    assert matcher.feed("Dzz") == ("", True)
+    assert StopMatcher(()).feed("END") == ("END", False)
+    held = StopMatcher(("END",))
+    held.feed("E")
+    assert held.flush() == "E"

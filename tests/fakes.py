@@ -1,0 +1,185 @@
+"""Hand-written test doubles that implement the real interfaces (never MagicMock)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+
+
+from daemon.engine.cancel import CancelSignal
+from daemon.engine.generation import Delta, GenerationRequest
+
+# -- an engine backend --------------------------------------------------------------------
+
+
+class ScriptedBackend:
+    """A Backend that yields the given pieces, one per `step` (an asyncio.Event per piece
+    when `gated`), and records what it was asked and whether it saw the cancel."""
+
+    name = "scripted"
+
+    def __init__(self, pieces: Sequence[str] = ("a", "b", "c"), *, capacity: int = 4,
+                 gated: bool = False, fail_after: int | None = None) -> None:
+        self.capacity = capacity
+        self.pieces = list(pieces)
+        self.gated = gated
+        self.fail_after = fail_after
+        self.requests: list[GenerationRequest] = []
+        self.running = 0
+        self.max_running = 0
+        self.saw_cancel = 0
+        self.started = False
+        self.closed = False
+        self.step = asyncio.Event()
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            yield Delta(prompt_tokens=3)
+            for i, piece in enumerate(self.pieces[: request.sampling.max_tokens]):
+                if self.fail_after is not None and i == self.fail_after:
+                    raise RuntimeError("backend exploded")
+                if self.gated:
+                    self.step.clear()
+                    step = asyncio.ensure_future(self.step.wait())
+                    stopped = asyncio.ensure_future(cancel.sleep(float("inf")))
+                    await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    step.cancel()
+                    stopped.cancel()
+                if cancel.is_set():
+                    self.saw_cancel += 1
+                    yield Delta(finish_reason="cancelled")
+                    return
+                yield Delta(text=piece, token_ids=(i,))
+            finished = len(self.pieces) <= request.sampling.max_tokens
+            yield Delta(finish_reason="stop" if finished else "length")
+        finally:
+            self.running -= 1
+
+
+# -- TensorRT-LLM's LLM API, as the trtllm adapter uses it ---------------------------------
+
+
+@dataclasses.dataclass
+class FakeTrtSamplingParams:
+    """tensorrt_llm.SamplingParams' fields that matter here, with its defaults."""
+
+    max_tokens: int = 32
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    n: int = 1
+
+
+@dataclasses.dataclass
+class FakeCompletionOutput:
+    index: int = 0
+    text: str = ""
+    token_ids: list[int] = dataclasses.field(default_factory=list)
+    text_diff: str = ""
+    token_ids_diff: list[int] = dataclasses.field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class FakeRequestOutput:
+    """Like tensorrt_llm.RequestOutput: one object, updated in place as tokens arrive.
+
+    Iterate it with `async for`; `abort()` never raises, and after it the stream ends
+    with one final item whose finish_reason is 'cancelled'.
+    """
+
+    def __init__(self, prompt: str, params: FakeTrtSamplingParams, words: Sequence[str],
+                 token_delay: float, *, ignore_abort: bool = False) -> None:
+        self.prompt = prompt
+        self.prompt_token_ids = list(range(len(prompt.split())))
+        self.outputs = [FakeCompletionOutput()]
+        self.finished = False
+        self.aborted = 0
+        self._params = params
+        self._words = list(words)
+        self._delay = token_delay
+        self._ignore_abort = ignore_abort
+        self._abort_event = asyncio.Event()
+
+    def abort(self) -> None:
+        self.aborted += 1
+        if not self._ignore_abort:
+            self._abort_event.set()
+
+    def __aiter__(self) -> AsyncIterator[FakeRequestOutput]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[FakeRequestOutput]:
+        out = self.outputs[0]
+        for i in range(self._params.max_tokens):
+            try:
+                await asyncio.wait_for(self._abort_event.wait(), self._delay)
+            except asyncio.TimeoutError:
+                pass
+            if self._abort_event.is_set():
+                out.text_diff, out.token_ids_diff, out.finish_reason = "", [], "cancelled"
+                self.finished = True
+                yield self
+                return
+            if self._ignore_abort and self.aborted:
+                await asyncio.sleep(3600)  # a backend that never acknowledges the abort
+            word = self._words[i % len(self._words)]
+            out.text_diff = word if i == 0 else " " + word
+            out.token_ids_diff = [i]
+            out.text += out.text_diff
+            out.token_ids.append(i)
+            done = i + 1 == self._params.max_tokens
+            out.finish_reason = "length" if done else None
+            self.finished = done
+            yield self
+
+
+class FakeTokenizer:
+    def apply_chat_template(self, messages: list[dict[str, str]], *, tokenize: bool,
+                            add_generation_prompt: bool) -> str:
+        rendered = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+        return rendered + ("<assistant>" if add_generation_prompt else "")
+
+
+class FakeLLM:
+    """tensorrt_llm.LLM: generate_async is a plain call that must run on the loop thread."""
+
+    def __init__(self, words: Sequence[str] = ("tok",), token_delay: float = 0.001,
+                 *, ignore_abort: bool = False) -> None:
+        self.tokenizer = FakeTokenizer()
+        self.calls: list[tuple[str, FakeTrtSamplingParams]] = []
+        self.outputs: list[FakeRequestOutput] = []
+        self.shut_down = False
+        self._words = words
+        self._delay = token_delay
+        self._ignore_abort = ignore_abort
+
+    def generate_async(self, prompt: str, sampling_params: FakeTrtSamplingParams,
+                       streaming: bool = False) -> FakeRequestOutput:
+        asyncio.get_running_loop()  # raises off the loop thread, as the real one misbehaves
+        assert streaming
+        self.calls.append((prompt, sampling_params))
+        output = FakeRequestOutput(prompt, sampling_params, self._words, self._delay,
+                                   ignore_abort=self._ignore_abort)
+        self.outputs.append(output)
+        return output
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def trt_request_output_fields() -> tuple[str, ...]:
+    """The RequestOutput attributes the adapter reads (checked against the real class)."""
+    return ("outputs", "prompt_token_ids", "abort")
+
+

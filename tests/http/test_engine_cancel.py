@@ -1,0 +1,120 @@
+"""A client that goes away stops the engine's backend: through a real daemon over HTTP.
+
+The daemon serves the built-in text model over the simulated backend (20 ms a token), and
+the backend's state is read from outside through GET /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.harness import MODELS, DaemonProcess
+
+STOP_BOUND_S = 1.0  # generous for loaded CI machines; typical is a few milliseconds
+
+
+def serve(process: DaemonProcess) -> Iterator[DaemonProcess]:
+    """Yield the ready daemon; stop it and close its stderr pipe (the harness leaves it open,
+    which is a ResourceWarning, hence an error, in our test settings)."""
+    try:
+        yield process.wait_ready(timeout=120)
+    finally:
+        process.stop()
+        if process.proc.stderr is not None:
+            process.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    yield from serve(DaemonProcess(MODELS / "engine_simulated"))
+
+
+def metric(daemon: DaemonProcess, name: str) -> float:
+    text = httpx.get(f"{daemon.http_url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def wait_for_metric(daemon: DaemonProcess, name: str, value: float, bound: float) -> float:
+    start = time.monotonic()
+    while metric(daemon, name) != value:
+        if time.monotonic() - start > bound:
+            raise AssertionError(f"{name} still {metric(daemon, name)} after {bound}s")
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def assert_backend_stopped(daemon: DaemonProcess, cancelled_before: float) -> None:
+    wait_for_metric(daemon, "twinserve_engine_in_flight", 0, STOP_BOUND_S)
+    tokens = metric(daemon, "twinserve_engine_generated_tokens_total")
+    time.sleep(0.2)  # ten token delays: a backend still running would have moved the counter
+    assert metric(daemon, "twinserve_engine_generated_tokens_total") == tokens
+    assert metric(daemon, "twinserve_engine_cancelled_total") == cancelled_before + 1
+
+
+def test_unary_answer(daemon: DaemonProcess) -> None:
+    reply = httpx.post(f"{daemon.http_url}/predict", json={"prompt": "a b", "max_tokens": 3},
+                       timeout=10)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["finish_reason"] == "length" and len(body["text"].split()) == 3
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+
+
+def test_invalid_sampling_parameter_is_a_400_naming_it(daemon: DaemonProcess) -> None:
+    reply = httpx.post(f"{daemon.http_url}/predict",
+                       json={"prompt": "x", "temperature": 9}, timeout=10)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"].startswith("temperature: ")
+
+
+def test_metrics_are_prometheus_text(daemon: DaemonProcess) -> None:
+    reply = httpx.get(f"{daemon.http_url}/metrics", timeout=5)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    assert "# TYPE twinserve_engine_in_flight gauge" in reply.text
+
+
+def test_streaming_disconnect_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", f"{daemon.http_url}/predict",
+                           json={"prompt": "x", "max_tokens": 10_000, "stream": True}) as reply:
+            chunks = reply.iter_text()
+            assert next(chunks)
+            assert next(chunks)
+            assert metric(daemon, "twinserve_engine_in_flight") == 1
+    # leaving the blocks closed the connection mid-stream
+    assert_backend_stopped(daemon, cancelled)
+
+
+def test_unary_disconnect_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    body = json.dumps({"prompt": "x", "max_tokens": 10_000}).encode()
+    with socket.create_connection(("127.0.0.1", daemon.http_port)) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for_metric(daemon, "twinserve_engine_in_flight", 1, 5)
+        time.sleep(0.1)
+    assert_backend_stopped(daemon, cancelled)
+
+
+def test_daemon_keeps_serving_after_disconnects(daemon: DaemonProcess) -> None:
+    reply = httpx.post(f"{daemon.http_url}/predict", json={"prompt": "x", "max_tokens": 2,
+                                                           "stream": True}, timeout=10)
+    assert reply.status_code == 200 and len(reply.text.split()) == 2
+
+
+def test_custom_model_receives_the_engine() -> None:
+    for process in serve(DaemonProcess(MODELS / "engine_custom")):
+        reply = httpx.post(f"{process.http_url}/predict",
+                           json={"prompt": "x", "max_tokens": 2}, timeout=10)
+        assert reply.status_code == 200
+        assert len(reply.json()["shouted"].split()) == 2 and reply.json()["shouted"].isupper()
