@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from daemon.errors import InvalidInput
+from daemon.errors import InvalidInput, ModelError
 
 try:
     import orjson
@@ -34,6 +34,14 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
+
+
+def encode_result(route: str, value: Any) -> bytes:
+    """A route's (non-streamed) result as both transports send it; ModelError if it can't be."""
+    try:
+        return dumps(value)
+    except TypeError as exc:
+        raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
 
 
 def encode_chunk(chunk: Any) -> bytes:

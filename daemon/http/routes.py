@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon import codec
-from daemon.errors import ModelError, NotFound, NotReady
+from daemon.errors import NotFound, NotReady
 from daemon.http.errors import error_response
 from daemon.http.keys import CONFIG, PIPELINE, request_id_of
 from daemon.http.streaming import write_chunks
@@ -50,11 +50,7 @@ async def call_route(request: web.Request, route: str) -> web.StreamResponse:
     result = await request.app[PIPELINE].call(route, twin)
     if isinstance(result, ChunkStream):
         return await write_chunks(request, result, twin.request_id)
-    try:
-        body = codec.dumps(result)
-    except TypeError as exc:
-        raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
-    return web.Response(body=body, content_type="application/json",
+    return web.Response(body=codec.encode_result(route, result), content_type="application/json",
                         headers={"X-Request-Id": twin.request_id})
 
 
