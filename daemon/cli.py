@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=_serve)
+    call = sub.add_parser("call", help="call a running daemon with a JSON input")
+    where = call.add_mutually_exclusive_group(required=True)
+    where.add_argument("--grpc", metavar="TARGET", help="gRPC target, e.g. 127.0.0.1:50051")
+    where.add_argument("--http", metavar="URL", help="HTTP URL, e.g. http://127.0.0.1:8080")
+    call.add_argument("input", help="the JSON input, e.g. '{\"x\": 1}'")
+    call.add_argument("--stream", action="store_true", help="print chunks as they arrive")
+    call.add_argument("--route", default="predict", help="model route (default predict)")
+    call.add_argument("--timeout", type=float, default=None, help="seconds (default: none)")
+    call.add_argument("--api-key", default=None, help="sent as Authorization: Bearer KEY")
+    call.set_defaults(func=_call)
     return parser
 
 
@@ -68,6 +78,39 @@ def _serve(args: argparse.Namespace) -> int:
 
     _install_uvloop()
     return asyncio.run(Server(config, pipeline, metrics=metrics, engine=engine).run())
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Print the result as JSON, or each chunk as it arrives: str and bytes raw, JSON a line."""
+    import json
+
+    from clients import GrpcClient, HttpClient, TwinserveError
+
+    try:
+        obj = json.loads(args.input)
+    except ValueError as exc:
+        print(f"input is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    options = {"timeout": args.timeout, "api_key": args.api_key}
+    client = GrpcClient(args.grpc, **options) if args.grpc else HttpClient(args.http, **options)
+    try:
+        if not args.stream:
+            print(json.dumps(client.predict(obj, route=args.route)))
+            return 0
+        for chunk in client.predict_stream(obj, route=args.route):
+            if isinstance(chunk, bytes):
+                sys.stdout.buffer.write(chunk)
+            elif isinstance(chunk, str):
+                sys.stdout.write(chunk)
+            else:
+                sys.stdout.write(json.dumps(chunk) + "\n")
+            sys.stdout.flush()
+        return 0
+    except TwinserveError as err:
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
 
 
 def _install_uvloop() -> None:

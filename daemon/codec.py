@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from daemon.errors import InvalidInput
+from daemon.errors import InvalidInput, ModelError
 
 try:
     import orjson
@@ -61,6 +61,14 @@ def pack(value: Any) -> bytes:
         return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
         raise TypeError(f"result cannot be encoded as msgpack: {exc}") from exc
+
+
+def encode_result(route: str, value: Any) -> bytes:
+    """A route's (non-streamed) result as both transports send it; ModelError if it can't be."""
+    try:
+        return dumps(value)
+    except TypeError as exc:
+        raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
 
 
 def encode_chunk(chunk: Any) -> bytes:

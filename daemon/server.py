@@ -10,11 +10,15 @@ from aiohttp import web
 
 from daemon.config import Config
 from daemon.engine.core import EngineCore
+from daemon.grpc.server import GrpcServer
 from daemon.http.app import build_app
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 
 log = logging.getLogger("twinserve")
+
+# How long in-flight gRPC calls may run on after shutdown starts.
+GRPC_GRACE_SECONDS = 10.0
 
 
 class Server:
@@ -33,6 +37,8 @@ class Server:
         self._stop = asyncio.Event()
         self._http: web.AppRunner | None = None
         self.http_port: int | None = None
+        self._grpc: GrpcServer | None = None
+        self.grpc_port: int | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -78,9 +84,15 @@ class Server:
         await web.TCPSite(runner, server.host, server.http_port).start()
         self._http = runner
         self.http_port = _bound_port(runner)
-        log.info("listening http=%s:%s", server.host, self.http_port)
+        self._grpc = GrpcServer(self.pipeline, self.config)
+        self.grpc_port = await self._grpc.start()
+        log.info("listening http=%s:%s grpc=%s:%s", server.host, self.http_port,
+                 server.host, self.grpc_port)
 
     async def shutdown(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(GRPC_GRACE_SECONDS)
+            self._grpc = None
         if self._http is not None:
             await self._http.cleanup()
             self._http = None

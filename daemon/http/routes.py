@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon import codec
-from daemon.errors import ModelError, NotFound, NotReady, PayloadTooLarge
+from daemon.errors import NotFound, NotReady, PayloadTooLarge
 from daemon.http import formats
 from daemon.http.errors import error_response
 from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of
@@ -67,11 +67,7 @@ async def call_route(request: web.Request, route: str,
         headers = {**result.headers, "Content-Type": result.content_type,
                    "X-Request-Id": twin.request_id}
         return web.Response(body=result.body, status=result.status, headers=headers)
-    try:
-        body = codec.dumps(result)
-    except TypeError as exc:
-        raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
-    return web.Response(body=body, content_type="application/json",
+    return web.Response(body=codec.encode_result(route, result), content_type="application/json",
                         headers={"X-Request-Id": twin.request_id})
 
 

@@ -1,0 +1,24 @@
+"""twinserve's Python client library: the same calls over HTTP or gRPC, blocking or asyncio.
+
+    from clients import GrpcClient, HttpClient, TwinserveError
+
+    with GrpcClient("127.0.0.1:50051", timeout=10) as client:
+        client.predict({"x": 1})
+        for chunk in client.predict_stream({"x": 1}):
+            ...
+"""
+
+# `import X as X` marks each name as a deliberate re-export for type checkers.
+from clients._errors import TwinserveError as TwinserveError
+from clients._grpc import AsyncGrpcClient as AsyncGrpcClient
+from clients._grpc import GrpcClient as GrpcClient
+from clients._http import AsyncHttpClient as AsyncHttpClient
+from clients._http import HttpClient as HttpClient
+
+__all__ = [
+    "AsyncGrpcClient",
+    "AsyncHttpClient",
+    "GrpcClient",
+    "HttpClient",
+    "TwinserveError",
+]

@@ -1,0 +1,163 @@
+"""gRPC clients for twinserve.v1.ModelService, blocking and asyncio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from clients._errors import TwinserveError
+from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
+from daemon.grpc import service
+from daemon.grpc.proto.v1.model_pb2 import (
+    PredictRequest,
+    PredictResponse,
+    PredictStreamRequest,
+    PredictStreamResponse,
+)
+
+# Responses may be as large as the server sends; grpc's default cap is 4 MiB.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
+                    ("grpc.max_send_message_length", -1)]
+
+
+class GrpcClient:
+    """Blocking client for a twinserve daemon's gRPC port (plaintext, e.g. "host:50051").
+
+    Args:
+        timeout: seconds per call (the gRPC deadline); None for no limit.
+        api_key: sent as `authorization: Bearer <key>` metadata.
+        headers: more metadata for every call (keys are lower-cased).
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = None, api_key: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self._options = CallOptions(timeout, api_key, dict(headers or {}))
+        self._metadata = self._options.header_items()
+        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._predict = self._channel.unary_unary(
+            service.method_path(service.PREDICT),
+            request_serializer=PredictRequest.SerializeToString,
+            response_deserializer=PredictResponse.FromString,
+        )
+        self._predict_stream = self._channel.unary_stream(
+            service.method_path(service.PREDICT_STREAM),
+            request_serializer=PredictStreamRequest.SerializeToString,
+            response_deserializer=PredictStreamResponse.FromString,
+        )
+
+    def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
+        """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
+        message = PredictRequest(route=route, json=encode_json(obj))
+        try:
+            response = self._predict(message, timeout=self._options.timeout,
+                                     metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return decode_json(response.json)
+
+    def predict_stream(self, obj: Any, *,
+                       route: str = DEFAULT_ROUTE) -> Generator[Any, None, None]:
+        """Yield the route's chunks (str, bytes or JSON values) as they arrive.
+
+        Closing the generator early cancels the call, and with it the model's work.
+        """
+        message = PredictStreamRequest(route=route, json=encode_json(obj))
+        call = self._predict_stream(message, timeout=self._options.timeout,
+                                    metadata=self._metadata)
+        try:
+            for chunk in call:
+                yield chunk_value(chunk)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        finally:
+            call.cancel()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> GrpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGrpcClient:
+    """asyncio client for a twinserve daemon's gRPC port; options as for GrpcClient.
+
+    Create it inside the event loop that uses it.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = None, api_key: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self._options = CallOptions(timeout, api_key, dict(headers or {}))
+        self._metadata = self._options.header_items()
+        self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._predict = self._channel.unary_unary(
+            service.method_path(service.PREDICT),
+            request_serializer=PredictRequest.SerializeToString,
+            response_deserializer=PredictResponse.FromString,
+        )
+        self._predict_stream = self._channel.unary_stream(
+            service.method_path(service.PREDICT_STREAM),
+            request_serializer=PredictStreamRequest.SerializeToString,
+            response_deserializer=PredictStreamResponse.FromString,
+        )
+
+    async def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
+        """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
+        message = PredictRequest(route=route, json=encode_json(obj))
+        try:
+            response: PredictResponse = await self._predict(
+                message, timeout=self._options.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return decode_json(response.json)
+
+    async def predict_stream(self, obj: Any, *,
+                             route: str = DEFAULT_ROUTE) -> AsyncGenerator[Any, None]:
+        """Yield the route's chunks as they arrive; `aclose()` early cancels the call."""
+        message = PredictStreamRequest(route=route, json=encode_json(obj))
+        call = self._predict_stream(message, timeout=self._options.timeout,
+                                    metadata=self._metadata)
+        try:
+            async for chunk in call:
+                yield chunk_value(chunk)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncGrpcClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def chunk_value(chunk: PredictStreamResponse) -> Any:
+    """A stream message back into what the model yielded."""
+    kind = chunk.WhichOneof("chunk")
+    if kind == "text":
+        return chunk.text
+    if kind == "data":
+        return chunk.data
+    if kind == "json":
+        return decode_json(chunk.json)
+    raise TwinserveError("INTERNAL", "the server sent an empty stream message")
+
+
+def error_from_rpc(exc: grpc.RpcError) -> TwinserveError:
+    if not isinstance(exc, (grpc.Call, grpc.aio.AioRpcError)):
+        return TwinserveError("UNKNOWN", str(exc))
+    request_id = None
+    for key, value in exc.trailing_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            request_id = value
+    return TwinserveError(exc.code().name, exc.details() or "", request_id)

@@ -1,0 +1,37 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PredictRequest(_message.Message):
+    __slots__ = ("route", "json")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    json: bytes
+    def __init__(self, route: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: bytes
+    def __init__(self, json: _Optional[bytes] = ...) -> None: ...
+
+class PredictStreamRequest(_message.Message):
+    __slots__ = ("route", "json")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    json: bytes
+    def __init__(self, route: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...
+
+class PredictStreamResponse(_message.Message):
+    __slots__ = ("text", "data", "json")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    data: bytes
+    json: bytes
+    def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., json: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,56 @@
+"""The grpc.aio server: ModelService, health and reflection on one port, on the daemon's loop."""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from daemon.config import Config
+from daemon.grpc import service
+from daemon.grpc.health import HealthServicer
+from daemon.grpc.servicer import ModelServicer
+from daemon.model.pipeline import ModelPipeline
+
+# Room for the message envelope (route, field tags) around a body of max_request_bytes, so a
+# body just over the limit meets the Request's own check and its clear message.
+_ENVELOPE_BYTES = 64 * 1024
+
+
+class GrpcServer:
+    """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` drains it."""
+
+    def __init__(self, pipeline: ModelPipeline, config: Config) -> None:
+        self._pipeline = pipeline
+        self._config = config
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> int:
+        max_body = self._config.model.runtime.max_request_bytes
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", max_body + _ENVELOPE_BYTES),
+            ("grpc.max_send_message_length", -1),
+            # Without this a second daemon could silently share the port (SO_REUSEPORT).
+            ("grpc.so_reuseport", 0),
+        ])
+        handlers = ModelServicer(self._pipeline, max_body).handlers()
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
+        # Registered methods skip grpc's per-call generic handler lookup.
+        server.add_registered_method_handlers(service.SERVICE_NAME, handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(
+            HealthServicer(self._pipeline, (service.SERVICE_NAME,)), server)
+        reflection.enable_server_reflection(
+            (service.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        server_config = self._config.server
+        port = server.add_insecure_port(f"{server_config.host}:{server_config.grpc_port}")
+        await server.start()
+        self._server = server
+        return port
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, let in-flight ones finish for up to `grace` seconds, then cancel."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

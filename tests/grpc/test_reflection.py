@@ -1,0 +1,38 @@
+"""Server reflection lists and describes our services, as grpcurl uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from daemon.grpc.service import SERVICE_NAME
+from tests.harness import EXAMPLES, DaemonProcess
+
+
+@pytest.fixture(scope="module")
+def channel() -> Iterator[grpc.Channel]:
+    with DaemonProcess(EXAMPLES / "echo") as daemon:
+        daemon.wait_ready()
+        with grpc.insecure_channel(daemon.grpc_target) as chan:
+            yield chan
+
+
+def test_lists_services(channel: grpc.Channel) -> None:
+    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {SERVICE_NAME, "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= services
+
+
+def test_describes_model_service(channel: grpc.Channel) -> None:
+    pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    model = pool.FindServiceByName(SERVICE_NAME)
+    assert {m.name: m.server_streaming for m in model.methods} == {
+        "Predict": False, "PredictStream": True}
+    chunk = pool.FindMessageTypeByName("twinserve.v1.PredictStreamResponse")
+    assert [f.name for f in chunk.oneofs_by_name["chunk"].fields] == ["text", "data", "json"]
