@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from daemon.errors import Unauthenticated
+
+
+AuthCheck = Callable[[Mapping[str, str]], None]
+"""Raises Unauthenticated unless the headers (or gRPC metadata) may call the model."""
+
+
+def auth_check(api_key: str | None) -> AuthCheck:
+    return ApiKeyCheck(api_key) if api_key else _open
+
+
+def _open(headers: Mapping[str, str]) -> None:
+    return None
 
 
 class ApiKeyCheck:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from daemon import logs
 from daemon.config import ServerConfig, from_cli
 from daemon.errors import ModelDefinitionError
 
@@ -55,22 +56,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_level, "text", access=True)  # until config.yaml says otherwise
     server_config = ServerConfig(host=args.host, http_port=args.http_port,
                                  grpc_port=args.grpc_port, log_level=args.log_level)
     model_dir = args.model_dir if args.model_dir is not None else BUILTIN_LLM_DIR
     try:
         config = from_cli(model_dir, server_config)
+        logs.configure(args.log_level, config.server.log_format, config.server.access_log)
         from daemon.metrics import Metrics
         from daemon.model.loader import build_engine, build_pipeline
 
         metrics = Metrics()
         engine = build_engine(config, metrics)
-        pipeline = build_pipeline(config, {"engine": engine} if engine is not None else None)
+        pipeline = build_pipeline(config, metrics,
+                                  {"engine": engine} if engine is not None else None)
     except ModelDefinitionError as exc:
         log.error("%s", exc.message)
         return 1

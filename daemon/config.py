@@ -35,7 +35,7 @@ _MODEL_KEYS = frozenset(
     {
         "model_name", "model_module_dir", "model_class_filename", "model_class_name", "data_dir",
         "bundled_packages_dir", "secrets", "environment_variables", "model_metadata", "runtime",
-        "engine",
+        "engine", "server",
     }
 )
 # Truss runtime keys we accept without acting on them.
@@ -54,6 +54,8 @@ class RuntimeConfig:
     queue_timeout_s: float | None = None
     request_timeout_s: float | None = None  # whole call, streaming included; None: no limit
     max_request_bytes: int = 64 * MiB
+    max_header_bytes: int = 16 * 1024  # one HTTP header line / all gRPC metadata
+    drain_timeout_s: float = 30.0  # on SIGTERM: in-flight calls may finish for this long
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
@@ -98,12 +100,20 @@ class ModelConfig:
         return self.root / self.model_module_dir / self.model_class_filename
 
 
+LOG_FORMATS = ("text", "json")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
+    """Flags, the `server:` section of config.yaml, and TWINSERVE_API_KEY, merged."""
+
     host: str = "127.0.0.1"
     http_port: int = 8080
     grpc_port: int = 50051
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = True
+    api_key: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +178,8 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         queue_timeout_s=_optional_seconds(raw, "runtime.queue_timeout_s"),
         request_timeout_s=_optional_seconds(raw, "runtime.request_timeout_s"),
         max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
+        max_header_bytes=_positive_int(raw, "runtime.max_header_bytes", 16 * 1024),
+        drain_timeout_s=_non_negative_number(raw, "runtime.drain_timeout_s", 30.0),
     )
 
 
@@ -221,12 +233,34 @@ def secret_env_name(name: str) -> str:
 
 
 def from_cli(model_dir: Path, server: ServerConfig) -> Config:
+    model = load_model_config(model_dir)
     return Config(
-        model=load_model_config(model_dir),
-        server=server,
+        model=model,
+        server=with_server_section(server, _mapping(model.raw, "server"), os.environ),
         secret_overrides=secret_overrides_from_env(os.environ),
         cache_dir=default_cache_dir(os.environ),
     )
+
+
+def with_server_section(flags: ServerConfig, raw: Mapping[str, Any],
+                        environ: Mapping[str, str]) -> ServerConfig:
+    """Fold config.yaml's `server:` section into the flags; TWINSERVE_API_KEY wins over it."""
+    known = {"api_key", "log_format", "access_log"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"server.{key}: unknown key (known: {', '.join(sorted(known))})")
+    log_format = raw.get("log_format", flags.log_format)
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"server.log_format: expected one of {', '.join(LOG_FORMATS)}, "
+                          f"got {log_format!r}")
+    access_log = raw.get("access_log", flags.access_log)
+    if not isinstance(access_log, bool):
+        raise ConfigError(f"server.access_log: expected true or false, got {access_log!r}")
+    api_key = environ.get("TWINSERVE_API_KEY") or raw.get("api_key") or flags.api_key
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        raise ConfigError("server.api_key: expected a non-empty string")
+    return dataclasses.replace(flags, log_format=log_format, access_log=access_log,
+                               api_key=api_key)
 
 
 # -- typed readers ---------------------------------------------------------------------------

@@ -6,10 +6,15 @@ engines in one process from seeing each other's counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Cancel latencies we care about are a few milliseconds; the tail up to a second shows stalls.
 _CANCEL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0, 120.0)
+_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -38,6 +43,68 @@ class Metrics:
             buckets=_CANCEL_BUCKETS,
             registry=self.registry,
         )
+
+        self.requests = Counter(
+            "twinserve_requests",
+            "Finished calls, by transport, route and answer (HTTP status or gRPC code name).",
+            ["transport", "route", "code"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "twinserve_request_duration_seconds",
+            "From a call's arrival to its answer (the end of the stream, for streams).",
+            ["transport", "route"],
+            buckets=_REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "twinserve_in_flight",
+            "Model calls being handled (queued, running or streaming), both transports.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "twinserve_queue_depth",
+            "Model calls waiting for a runtime.predict_concurrency slot.",
+            registry=self.registry,
+        )
+        self.cancellations = Counter(
+            "twinserve_cancellations",
+            "Model calls ended early, by reason: client_disconnect, timeout or drain.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "twinserve_time_to_first_token_seconds",
+            "From a generation's submission to the engine to its first token.",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.inter_token_latency = Histogram(
+            "twinserve_inter_token_latency_seconds",
+            "Between consecutive deltas of one generation.",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.prompt_tokens = Counter(
+            "twinserve_prompt_tokens",
+            "Prompt tokens of finished generations (tokens in).",
+            registry=self.registry,
+        )
+        self.completion_tokens = Counter(
+            "twinserve_completion_tokens",
+            "Completion tokens of finished generations (tokens out, as delivered).",
+            registry=self.registry,
+        )
+        self.model_load_seconds = Gauge(
+            "twinserve_model_load_seconds",
+            "How long the model's construction and load() took.",
+            registry=self.registry,
+        )
+
+    def track(self, in_flight: Callable[[], float], queue_depth: Callable[[], float]) -> None:
+        """Read the in-flight and queue gauges from their owner at scrape time."""
+        self.in_flight.set_function(in_flight)
+        self.queue_depth.set_function(queue_depth)
 
     def exposition(self) -> bytes:
         """The Prometheus text format (version 0.0.4)."""

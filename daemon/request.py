@@ -122,6 +122,7 @@ class Request:
         self._body: bytes | None = None
         self._streamed = False
         self._is_disconnected = False
+        self.disconnect_reason: str | None = None
         self._disconnected_event: threading.Event | None = None  # made on first use
         self._disconnect_callbacks: list[Callable[[], None]] = []
 
@@ -197,11 +198,14 @@ class Request:
 
         return unregister
 
-    def mark_disconnected(self) -> None:
-        """Called by the pipeline when the transport reports the client gone. Idempotent."""
+    def mark_disconnected(self, reason: str = "client_disconnect") -> None:
+        """The call is over for the client: it left ("client_disconnect"), ran out of time
+        ("timeout"), or the server is shutting down ("drain"). Idempotent; the first reason
+        is kept in `disconnect_reason`."""
         if self._is_disconnected:
             return
         self._is_disconnected = True
+        self.disconnect_reason = reason
         if self._disconnected_event is not None:
             self._disconnected_event.set()
         callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []

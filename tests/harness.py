@@ -66,6 +66,12 @@ class DaemonProcess:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def peak_rss_mib(self) -> float:
+        """The daemon's peak resident memory so far (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
     def wait_listening(self, timeout: float = 30.0) -> DaemonProcess:
         deadline = time.monotonic() + timeout
         while not self._listening.wait(0.05):

@@ -7,11 +7,13 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from daemon.auth import AuthCheck
 from daemon.config import Config
 from daemon.grpc import service
 from daemon.grpc.health import HealthServicer
 from daemon.grpc.servicer import ModelServicer
 from daemon.model.pipeline import ModelPipeline
+from daemon.observe import CallObserver
 
 # Room for the message envelope (route, field tags) around a body of max_request_bytes, so a
 # body just over the limit meets the Request's own check and its clear message.
@@ -21,20 +23,24 @@ _ENVELOPE_BYTES = 64 * 1024
 class GrpcServer:
     """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` drains it."""
 
-    def __init__(self, pipeline: ModelPipeline, config: Config) -> None:
+    def __init__(self, pipeline: ModelPipeline, config: Config, observer: CallObserver,
+                 auth: AuthCheck) -> None:
         self._pipeline = pipeline
         self._config = config
+        self._observer = observer
+        self._auth = auth
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
         max_body = self._config.model.runtime.max_request_bytes
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", max_body + _ENVELOPE_BYTES),
+            ("grpc.max_metadata_size", self._config.model.runtime.max_header_bytes),
             ("grpc.max_send_message_length", -1),
             # Without this a second daemon could silently share the port (SO_REUSEPORT).
             ("grpc.so_reuseport", 0),
         ])
-        handlers = ModelServicer(self._pipeline, max_body).handlers()
+        handlers = ModelServicer(self._pipeline, max_body, self._observer, self._auth).handlers()
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
         # Registered methods skip grpc's per-call generic handler lookup.

@@ -7,14 +7,16 @@ ChunkStream) turns that into a disconnect that stops the model's work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import uuid
+import time
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from daemon import codec
+from daemon.auth import AuthCheck
 from daemon.errors import ModelError, TwinserveError
 from daemon.grpc import errors, service
 from daemon.grpc.errors import REQUEST_ID_KEY
@@ -25,7 +27,8 @@ from daemon.grpc.proto.v1.model_pb2 import (
     PredictStreamResponse,
 )
 from daemon.model.pipeline import ChunkStream, ModelPipeline
-from daemon.request import BytesBody, Headers, Request
+from daemon.observe import CallObserver
+from daemon.request import BytesBody, Headers, Request, new_request_id
 
 log = logging.getLogger("twinserve.grpc")
 
@@ -38,9 +41,12 @@ StreamContext = grpc.aio.ServicerContext[PredictStreamRequest, PredictStreamResp
 class ModelServicer:
     """The handlers of twinserve.v1.ModelService, bound to one pipeline."""
 
-    def __init__(self, pipeline: ModelPipeline, max_body_bytes: int) -> None:
+    def __init__(self, pipeline: ModelPipeline, max_body_bytes: int, observer: CallObserver,
+                 auth: AuthCheck) -> None:
         self._pipeline = pipeline
         self._max_body_bytes = max_body_bytes
+        self._observer = observer
+        self._auth = auth
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         return {
@@ -57,47 +63,67 @@ class ModelServicer:
         }
 
     async def predict(self, message: PredictRequest, context: PredictContext) -> PredictResponse:
+        started = time.perf_counter()
         request = self._to_request(message, context)
         # Aborts stay outside the try: context.abort() raises AbortError, an Exception.
         try:
+            self._auth(request.headers)
             result = await self._pipeline.call(request.route, request)
             if isinstance(result, ChunkStream):
                 await result.aclose()
                 body = None
             else:
                 body = codec.encode_result(request.route, result)
+        except asyncio.CancelledError:
+            self._done(request, started, grpc.StatusCode.CANCELLED)
+            raise
         except TwinserveError as err:
+            self._done(request, started, errors.code_for(err))
             await errors.abort(context, err, request.request_id)
         except Exception:
+            self._done(request, started, grpc.StatusCode.INTERNAL)
             await errors.abort_internal(context, request.request_id)
         if body is None:
+            self._done(request, started, grpc.StatusCode.FAILED_PRECONDITION)
             await errors.abort_needs_stream(context, request.route, request.request_id)
+        self._done(request, started, grpc.StatusCode.OK)
         return PredictResponse(json=body)
 
     async def predict_stream(self, message: PredictStreamRequest, context: StreamContext) -> None:
+        started = time.perf_counter()
         request = self._to_request(message, context)
         try:
+            self._auth(request.headers)
             result = await self._pipeline.call(request.route, request)
             if not isinstance(result, ChunkStream):
                 await context.write(
                     PredictStreamResponse(json=codec.encode_result(request.route, result)))
-                return
-            try:
-                async for chunk in result:
-                    await context.write(_chunk_message(request.route, chunk))
-            finally:
-                await result.aclose()
+            else:
+                try:
+                    async for chunk in result:
+                        await context.write(_chunk_message(request.route, chunk))
+                finally:
+                    await result.aclose()
+        except asyncio.CancelledError:
+            self._done(request, started, grpc.StatusCode.CANCELLED)
+            raise
         except TwinserveError as err:
+            self._done(request, started, errors.code_for(err))
             await errors.abort(context, err, request.request_id)
         except Exception:
+            self._done(request, started, grpc.StatusCode.INTERNAL)
             await errors.abort_internal(context, request.request_id)
+        self._done(request, started, grpc.StatusCode.OK)
+
+    def _done(self, request: Request, started: float, code: grpc.StatusCode) -> None:
+        self._observer.finished("grpc", request.route, code.name, started, request.request_id)
 
     def _to_request(self, message: PredictRequest | PredictStreamRequest,
                     context: grpc.aio.ServicerContext[Any, Any]) -> Request:
         # Binary (`-bin`) metadata arrives as bytes; model code sees text headers only.
         headers = Headers({key: value for key, value in context.invocation_metadata() or ()
                            if isinstance(value, str)})
-        request_id = headers.get(REQUEST_ID_KEY) or uuid.uuid4().hex
+        request_id = headers.get(REQUEST_ID_KEY) or new_request_id()
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         return Request(
             transport="grpc",

@@ -12,7 +12,7 @@ from daemon import codec
 from daemon.errors import NotFound, NotReady, PayloadTooLarge
 from daemon.http import formats
 from daemon.http.errors import error_response
-from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of
+from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of, set_route
 from daemon.http.streaming import write_chunks
 from daemon.model.pipeline import ChunkStream
 from daemon.request import Request, Response
@@ -59,6 +59,7 @@ def to_request(request: web.Request, route: str, content_type: str | None = None
 
 async def call_route(request: web.Request, route: str,
                      content_type: str | None = None) -> web.StreamResponse:
+    set_route(request, route)
     twin = to_request(request, route, content_type)
     result = await request.app[PIPELINE].call(route, twin)
     if isinstance(result, ChunkStream):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from daemon.errors import DeadlineExceeded
 
@@ -11,16 +12,18 @@ class Deadline:
     """Cancels the current task once `seconds` pass, and tells that cancellation apart from
     a client's (asyncio.timeout does the same, but only from Python 3.11)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, on_expire: Callable[[], None]) -> None:
         task = asyncio.current_task()
         assert task is not None, "a Deadline must be made inside a task"
         self.seconds = seconds
         self.expired = False
         self._task = task
+        self._on_expire = on_expire
         self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def _expire(self) -> None:
         self.expired = True
+        self._on_expire()  # first, so whatever the cancellation wakes already knows why
         self._task.cancel()
 
     def stop(self) -> None:

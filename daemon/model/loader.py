@@ -105,7 +105,8 @@ def build_engine(config: Config, metrics: Metrics) -> EngineCore | None:
     return EngineCore(build_backend(config.model.engine, config.cache_dir), metrics)
 
 
-def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None) -> ModelPipeline:
+def build_pipeline(config: Config, metrics: Metrics,
+                   extra_kwargs: Mapping[str, Any] | None = None) -> ModelPipeline:
     """Import and check the model class; construction and load() happen in `pipeline.load()`."""
     model = config.model
     cls = import_model_class(model)
@@ -120,5 +121,8 @@ def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None
     runtime = model.runtime
     admission = AdmissionController(runtime.predict_concurrency, runtime.max_queue,
                                     runtime.queue_timeout_s)
-    return ModelPipeline(functools.partial(construct, cls, kwargs), specs, admission=admission,
-                         request_timeout_s=runtime.request_timeout_s)
+    pipeline = ModelPipeline(functools.partial(construct, cls, kwargs), specs,
+                             admission=admission, request_timeout_s=runtime.request_timeout_s,
+                             metrics=metrics)
+    metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting)
+    return pipeline

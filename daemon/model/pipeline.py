@@ -14,6 +14,7 @@ import enum
 import functools
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from daemon.errors import (
     NotReady,
     TwinserveError,
 )
+from daemon.metrics import Metrics
 from daemon.model.admission import AdmissionController
 from daemon.model.deadline import Deadline
 from daemon.model.signature import ArgShape, MethodSpec
@@ -40,6 +42,14 @@ class State(enum.Enum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    DRAINING = "draining"
+
+
+_NOT_READY_REASONS = {
+    State.LOADING: "model is loading",
+    State.FAILED: "model failed to load",
+    State.DRAINING: "server is shutting down (draining); retry on another replica",
+}
 
 
 class ChunkStream:
@@ -70,6 +80,7 @@ class ChunkStream:
             await self.aclose()
             raise
         except asyncio.CancelledError:
+            self._request.mark_disconnected()
             await self.aclose()
             if self._deadline is not None and self._deadline.expired:
                 raise self._deadline.error() from None
@@ -103,9 +114,14 @@ class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
-                 admission: AdmissionController, request_timeout_s: float | None = None) -> None:
+                 admission: AdmissionController, request_timeout_s: float | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._request_timeout_s = request_timeout_s
+        self._metrics = metrics
+        self._live: set[Request] = set()  # calls in flight, streams included
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._specs = dict(specs)
         self._model: Any = None
         self._state = State.LOADING
@@ -128,6 +144,7 @@ class ModelPipeline:
 
     async def load(self) -> None:
         """Construct the model and run its load(); the daemon is ready once this returns."""
+        started = time.perf_counter()
         try:
             self._model = await self.run_sync(self._factory)
             load = getattr(self._model, "load", None)
@@ -139,14 +156,15 @@ class ModelPipeline:
         except BaseException:
             self._state = State.FAILED
             raise
-        self._state = State.READY
+        if self._metrics is not None:
+            self._metrics.model_load_seconds.set(time.perf_counter() - started)
+        if self._state is State.LOADING:  # not if a drain began meanwhile
+            self._state = State.READY
 
     async def not_ready_reason(self) -> str | None:
         """None when ready to serve; otherwise why not (for readiness probes)."""
-        if self._state is State.LOADING:
-            return "model is loading"
-        if self._state is State.FAILED:
-            return "model failed to load"
+        if self._state is not State.READY:
+            return _NOT_READY_REASONS[self._state]
         is_healthy = getattr(self._model, "is_healthy", None)
         if not callable(is_healthy):
             return None
@@ -161,6 +179,45 @@ class ModelPipeline:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # -- draining -----------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._live)
+
+    def start_draining(self) -> None:
+        """Refuse new calls (NotReady) and report not ready; calls in flight carry on."""
+        if self._state in (State.READY, State.LOADING):
+            self._state = State.DRAINING
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight; False if some still are after `timeout` s."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def cancel_in_flight(self) -> None:
+        """End every call still in flight as if its client had left (the drain ran out)."""
+        for request in list(self._live):
+            request.mark_disconnected("drain")
+
+    def _begin(self, request: Request) -> None:
+        self._live.add(request)
+        self._idle.clear()
+
+    def _end(self, request: Request) -> None:
+        self._live.discard(request)
+        if self._metrics is not None and request.disconnect_reason is not None:
+            self._metrics.cancellations.labels(request.disconnect_reason).inc()
+        if not self._live:
+            self._idle.set()
+
+    def _stream_closed(self, request: Request) -> None:
+        self.admission.release()
+        self._end(request)
+
     # -- calls --------------------------------------------------------------------------------
 
     async def call(self, route: str, request: Request) -> Any:
@@ -169,8 +226,7 @@ class ModelPipeline:
         Raises TwinserveError subclasses only (model exceptions become ModelError).
         """
         if self._state is not State.READY:
-            raise NotReady("model is loading" if self._state is State.LOADING
-                           else "model failed to load")
+            raise NotReady(_NOT_READY_REASONS[self._state])
         spec = self._specs.get(route)
         if spec is None or route in ("preprocess", "postprocess"):
             raise NotFound(f"this model does not implement {route} (define Model.{route} to "
@@ -178,7 +234,11 @@ class ModelPipeline:
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
-        deadline = Deadline(self._request_timeout_s) if self._request_timeout_s else None
+        self._begin(request)
+        deadline = None
+        if self._request_timeout_s:
+            deadline = Deadline(self._request_timeout_s,
+                                functools.partial(request.mark_disconnected, "timeout"))
         result = None
         try:
             result = await self._call(route, spec, request, deadline)
@@ -189,8 +249,10 @@ class ModelPipeline:
                 raise deadline.error() from None
             raise
         finally:
-            if deadline is not None and not isinstance(result, ChunkStream):
-                deadline.stop()  # a stream keeps its deadline until it ends
+            if not isinstance(result, ChunkStream):  # a stream lives on until it is closed
+                if deadline is not None:
+                    deadline.stop()
+                self._end(request)
 
     async def _call(self, route: str, spec: MethodSpec, request: Request,
                     deadline: Deadline | None) -> Any:
@@ -213,7 +275,8 @@ class ModelPipeline:
                         "postprocess or return a value"
                     )
                 handed_over = True
-                return ChunkStream(chunks, request, self.admission.release, route, deadline)
+                return ChunkStream(chunks, request, functools.partial(self._stream_closed, request),
+                                   route, deadline)
         finally:
             if not handed_over:
                 self.admission.release()

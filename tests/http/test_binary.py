@@ -78,13 +78,6 @@ def test_starlette_response_from_a_truss_model(binary: DaemonProcess) -> None:
     assert response.content == b"<p>hi</p>"
 
 
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_200_mib_chunked_upload_streams_through_in_bounded_memory(upload: DaemonProcess) -> None:
     block = bytes(range(256)) * 4096  # 1 MiB
     expected = hashlib.sha256()
@@ -95,9 +88,9 @@ def test_200_mib_chunked_upload_streams_through_in_bounded_memory(upload: Daemon
         for _ in range(200):
             yield block
 
-    before = _peak_rss_kib(upload.proc.pid)
+    before = upload.peak_rss_mib()
     response = httpx.post(f"{upload.http_url}/predict", content=body(), timeout=60)
-    grown_mib = (_peak_rss_kib(upload.proc.pid) - before) / 1024
+    grown_mib = upload.peak_rss_mib() - before
     answer = response.json()
     assert answer["bytes"] == 200 * MiB and answer["sha256"] == expected.hexdigest()
     assert answer["chunks"] > 1
