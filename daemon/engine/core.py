@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Callable
 
+from daemon.admission import AdmissionController
 from daemon.engine.backend import Backend
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest, Usage
@@ -47,6 +48,7 @@ class ResponseIterator:
         self._cancel_requested = False
         self._task: asyncio.Task[None] | None = None
         self.usage: Usage | None = None
+        self.submitted_at = 0.0
 
     def __aiter__(self) -> ResponseIterator:
         return self
@@ -89,16 +91,17 @@ class _Progress:
 class EngineCore:
     """Admits generations, queues them to the backend's capacity, and keeps the metrics."""
 
-    def __init__(self, backend: Backend, metrics: Metrics) -> None:
+    def __init__(self, backend: Backend, metrics: Metrics, max_queue: int | None = None) -> None:
         self.backend = backend
         self._metrics = metrics
-        self._slots: asyncio.Semaphore | None = None
+        self._max_queue = max_queue  # generations waiting for the backend; None: unbounded
+        self._slots: AdmissionController | None = None
         self._closed = False
         self._live: set[ResponseIterator] = set()
 
     async def start(self) -> None:
         await self.backend.start()
-        self._slots = asyncio.Semaphore(self.backend.capacity)
+        self._slots = AdmissionController(self.backend.capacity, self._max_queue)
 
     def submit(self, request: GenerationRequest) -> ResponseIterator:
         """Start `request`; call on the event-loop thread.
@@ -118,6 +121,7 @@ class EngineCore:
             if handling is not None:
                 request = dataclasses.replace(request, request_id=handling.request_id)
         iterator = ResponseIterator(loop, request.sampling.n)
+        iterator.submitted_at = loop.time()
         self._live.add(iterator)
         self._metrics.engine_in_flight.inc()
         unregister = cancel_with_current_request(iterator.cancel)
@@ -152,6 +156,8 @@ class EngineCore:
             finishes = await asyncio.gather(*choices)
             if it.cancelled and "cancelled" in finishes:
                 self._metrics.engine_cancelled.inc()
+            self._metrics.prompt_tokens.inc(progress.prompt_tokens)
+            self._metrics.completion_tokens.inc(progress.completion_tokens)
         except TwinserveError as err:
             it.cancel()
             it._queue.put_nowait(err)
@@ -174,9 +180,18 @@ class EngineCore:
         finish: FinishReason = "cancelled"
         stopped_by_sequence = False
         acquired = await self._acquire(signal)
+        loop = asyncio.get_running_loop()
+        last_at: float | None = None
         try:
             if acquired:
                 async for delta in self.backend.generate(request, signal):
+                    if delta.text or delta.token_ids:
+                        now = loop.time()
+                        if last_at is None:
+                            self._metrics.time_to_first_token.observe(now - it.submitted_at)
+                        else:
+                            self._metrics.inter_token_latency.observe(now - last_at)
+                        last_at = now
                     if delta.prompt_tokens is not None:
                         progress.prompt_tokens = max(progress.prompt_tokens, delta.prompt_tokens)
                     progress.completion_tokens += len(delta.token_ids)
@@ -209,19 +224,21 @@ class EngineCore:
         return finish
 
     async def _acquire(self, signal: CancelSignal) -> bool:
-        """Wait for a backend slot; False when cancelled while queued."""
+        """Wait for a backend slot; False when cancelled while queued.
+
+        Raises:
+            Overloaded: the queue already holds runtime.max_queue generations.
+        """
         assert self._slots is not None
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return True
         acquire = asyncio.ensure_future(self._slots.acquire())
         cancelled = asyncio.ensure_future(signal.sleep(math.inf))
         await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
         cancelled.cancel()
-        if acquire.done() and not acquire.cancelled():
-            if not signal.is_set():
-                return True
+        if not acquire.done():
+            acquire.cancel()  # the controller hands on a slot granted meanwhile
+            return False
+        acquire.result()  # Overloaded propagates
+        if signal.is_set():
             self._slots.release()
             return False
-        acquire.cancel()
-        return False
+        return True

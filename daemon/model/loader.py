@@ -14,7 +14,7 @@ from typing import Any
 from daemon.config import Config, ModelConfig, secret_env_name
 from daemon.engine.core import EngineCore
 from daemon.errors import ModelDefinitionError
-from daemon.model.admission import AdmissionController
+from daemon.admission import AdmissionController
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.signature import check_model_class
@@ -102,7 +102,8 @@ def build_engine(config: Config, metrics: Metrics) -> EngineCore | None:
         return None
     from daemon.engine.backends import build_backend
 
-    return EngineCore(build_backend(config.model.engine, config.cache_dir), metrics)
+    return EngineCore(build_backend(config.model.engine, config.cache_dir), metrics,
+                      max_queue=config.model.runtime.max_queue)
 
 
 def build_pipeline(config: Config, metrics: Metrics,

@@ -27,7 +27,7 @@ from daemon.errors import (
     TwinserveError,
 )
 from daemon.metrics import Metrics
-from daemon.model.admission import AdmissionController
+from daemon.admission import AdmissionController
 from daemon.model.deadline import Deadline
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request

@@ -11,7 +11,7 @@ import pytest
 from daemon.engine.core import EngineCore
 from daemon.engine.generation import Delta, GenerationRequest
 from daemon.engine.sampling import SamplingParams
-from daemon.errors import ModelError, NotReady
+from daemon.errors import ModelError, NotReady, Overloaded
 from daemon.metrics import Metrics
 from daemon.request import BytesBody, Request, current_request
 from tests.fakes import ScriptedBackend
@@ -136,6 +136,30 @@ async def test_queued_to_capacity_and_cancel_while_queued() -> None:
     first.cancel()
     await collect(first)
     assert sample("twinserve_engine_in_flight", metrics) == 0
+
+
+async def test_queue_is_bounded_by_max_queue() -> None:
+    backend = ScriptedBackend(["a", "b"], capacity=1, gated=True)
+    metrics = Metrics()
+    core = EngineCore(backend, metrics, max_queue=1)
+    await core.start()
+    running, queued, refused = (core.submit(prompt()) for _ in range(3))
+    with pytest.raises(Overloaded, match="runtime.max_queue=1"):
+        await asyncio.wait_for(collect(refused), 1)
+    running.cancel()
+    queued.cancel()
+    await collect(running)
+    await collect(queued)
+    assert sample("twinserve_engine_in_flight", metrics) == 0
+
+
+async def test_latency_and_token_metrics() -> None:
+    core, metrics = await started(ScriptedBackend(["a", "b", "c"]))
+    await collect(core.submit(prompt()))
+    assert sample("twinserve_time_to_first_token_seconds_count", metrics) == 1
+    assert sample("twinserve_inter_token_latency_seconds_count", metrics) == 2
+    assert sample("twinserve_prompt_tokens_total", metrics) == 3
+    assert sample("twinserve_completion_tokens_total", metrics) == 3
 
 
 async def test_stop_sequence_truncates_and_stops_backend() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from daemon.errors import Overloaded
-from daemon.model.admission import AdmissionController
+from daemon.admission import AdmissionController
 
 
 async def test_runs_up_to_concurrency_then_queues_in_order() -> None:
