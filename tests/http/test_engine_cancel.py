@@ -15,9 +15,7 @@ import httpx
 import pytest
 
 from tests.harness import MODELS, DaemonProcess
-
-STOP_BOUND_S = 1.0  # generous for loaded CI machines; typical is a few milliseconds
-
+from tests.scrape import assert_backend_stopped, metric, wait_for_metric
 
 def serve(process: DaemonProcess) -> Iterator[DaemonProcess]:
     """Yield the ready daemon; stop it and close its stderr pipe (the harness leaves it open,
@@ -33,31 +31,6 @@ def serve(process: DaemonProcess) -> Iterator[DaemonProcess]:
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProcess]:
     yield from serve(DaemonProcess(MODELS / "engine_simulated"))
-
-
-def metric(daemon: DaemonProcess, name: str) -> float:
-    text = httpx.get(f"{daemon.http_url}/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
-
-
-def wait_for_metric(daemon: DaemonProcess, name: str, value: float, bound: float) -> float:
-    start = time.monotonic()
-    while metric(daemon, name) != value:
-        if time.monotonic() - start > bound:
-            raise AssertionError(f"{name} still {metric(daemon, name)} after {bound}s")
-        time.sleep(0.005)
-    return time.monotonic() - start
-
-
-def assert_backend_stopped(daemon: DaemonProcess, cancelled_before: float) -> None:
-    wait_for_metric(daemon, "twinserve_engine_in_flight", 0, STOP_BOUND_S)
-    tokens = metric(daemon, "twinserve_engine_generated_tokens_total")
-    time.sleep(0.2)  # ten token delays: a backend still running would have moved the counter
-    assert metric(daemon, "twinserve_engine_generated_tokens_total") == tokens
-    assert metric(daemon, "twinserve_engine_cancelled_total") == cancelled_before + 1
 
 
 def test_unary_answer(daemon: DaemonProcess) -> None:

@@ -1,0 +1,62 @@
+"""A gRPC client that cancels, or whose deadline passes, stops the engine's backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from clients import GrpcClient, TwinserveError
+from daemon.grpc import service
+from daemon.grpc.proto.v1.model_pb2 import PredictRequest, PredictResponse
+from tests.harness import MODELS, DaemonProcess
+from tests.scrape import assert_backend_stopped, metric, wait_for_metric
+
+LONG = {"prompt": "x", "max_tokens": 10_000}
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    with DaemonProcess(MODELS / "engine_simulated") as process:
+        yield process.wait_ready(timeout=120)
+
+
+def test_streaming_cancel_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    with GrpcClient(daemon.grpc_target) as client:
+        chunks = client.predict_stream({**LONG, "stream": True})
+        assert next(chunks) and next(chunks)
+        assert metric(daemon, "twinserve_engine_in_flight") == 1
+        chunks.close()  # cancels the call
+    assert_backend_stopped(daemon, cancelled)
+    assert metric(daemon, 'twinserve_cancellations_total{reason="client_disconnect"}') >= 1
+
+
+def test_unary_cancel_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        predict = channel.unary_unary(service.method_path(service.PREDICT),
+                                      request_serializer=PredictRequest.SerializeToString,
+                                      response_deserializer=PredictResponse.FromString)
+        future = predict.future(PredictRequest(json=b'{"prompt": "x", "max_tokens": 10000}'))
+        wait_for_metric(daemon, "twinserve_engine_in_flight", 1, 5)
+        future.cancel()
+    assert_backend_stopped(daemon, cancelled)
+
+
+def test_deadline_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    started = time.monotonic()
+    with GrpcClient(daemon.grpc_target, timeout=0.3) as client:
+        with pytest.raises(TwinserveError) as info:
+            client.predict(LONG)
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    assert time.monotonic() - started < 2
+    assert_backend_stopped(daemon, cancelled)
+
+
+def test_keeps_serving_after_cancels(daemon: DaemonProcess) -> None:
+    with GrpcClient(daemon.grpc_target) as client:
+        assert len(client.predict({"prompt": "x", "max_tokens": 2})["text"].split()) == 2
