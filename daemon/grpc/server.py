@@ -35,7 +35,10 @@ class GrpcServer:
         max_body = self._config.model.runtime.max_request_bytes
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", max_body + _ENVELOPE_BYTES),
+            # The same limit for gRPC metadata as for an HTTP header; soft = hard, so every
+            # call over it is refused rather than some of them.
             ("grpc.max_metadata_size", self._config.model.runtime.max_header_bytes),
+            ("grpc.absolute_max_metadata_size", self._config.model.runtime.max_header_bytes),
             ("grpc.max_send_message_length", -1),
             # Without this a second daemon could silently share the port (SO_REUSEPORT).
             ("grpc.so_reuseport", 0),

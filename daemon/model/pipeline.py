@@ -28,7 +28,7 @@ from daemon.errors import (
 )
 from daemon.metrics import Metrics
 from daemon.admission import AdmissionController
-from daemon.model.deadline import Deadline
+from daemon.model.interrupt import Interrupt
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request
 
@@ -61,12 +61,12 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, deadline: Deadline | None) -> None:
+                 method: str, interrupt: Interrupt) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
-        self._deadline = deadline
+        self._interrupt = interrupt
         self._finished = False
 
     def __aiter__(self) -> ChunkStream:
@@ -82,8 +82,8 @@ class ChunkStream:
         except asyncio.CancelledError:
             self._request.mark_disconnected()
             await self.aclose()
-            if self._deadline is not None and self._deadline.expired:
-                raise self._deadline.error() from None
+            if self._interrupt.fired:
+                raise self._interrupt.error() from None
             raise
         except Exception as exc:
             self._finished = True
@@ -95,8 +95,7 @@ class ChunkStream:
         release, self._release = self._release, None
         if release is None:
             return
-        if self._deadline is not None:
-            self._deadline.stop()
+        self._interrupt.stop()
         try:
             if not self._finished:
                 self._request.mark_disconnected()
@@ -119,7 +118,7 @@ class ModelPipeline:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._request_timeout_s = request_timeout_s
         self._metrics = metrics
-        self._live: set[Request] = set()  # calls in flight, streams included
+        self._live: dict[Request, Interrupt] = {}  # calls in flight, streams included
         self._idle = asyncio.Event()
         self._idle.set()
         self._specs = dict(specs)
@@ -200,15 +199,17 @@ class ModelPipeline:
 
     def cancel_in_flight(self) -> None:
         """End every call still in flight as if its client had left (the drain ran out)."""
-        for request in list(self._live):
-            request.mark_disconnected("drain")
+        for interrupt in list(self._live.values()):
+            interrupt.fire("drain")
 
-    def _begin(self, request: Request) -> None:
-        self._live.add(request)
+    def _begin(self, request: Request) -> Interrupt:
+        interrupt = Interrupt(request)
+        self._live[request] = interrupt
         self._idle.clear()
+        return interrupt
 
     def _end(self, request: Request) -> None:
-        self._live.discard(request)
+        self._live.pop(request, None)
         if self._metrics is not None and request.disconnect_reason is not None:
             self._metrics.cancellations.labels(request.disconnect_reason).inc()
         if not self._live:
@@ -234,28 +235,25 @@ class ModelPipeline:
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
-        self._begin(request)
-        deadline = None
+        interrupt = self._begin(request)
         if self._request_timeout_s:
-            deadline = Deadline(self._request_timeout_s,
-                                functools.partial(request.mark_disconnected, "timeout"))
+            interrupt.after(self._request_timeout_s)
         result = None
         try:
-            result = await self._call(route, spec, request, deadline)
+            result = await self._call(route, spec, request, interrupt)
             return result
         except asyncio.CancelledError:
             request.mark_disconnected()
-            if deadline is not None and deadline.expired:
-                raise deadline.error() from None
+            if interrupt.fired:
+                raise interrupt.error() from None
             raise
         finally:
             if not isinstance(result, ChunkStream):  # a stream lives on until it is closed
-                if deadline is not None:
-                    deadline.stop()
+                interrupt.stop()
                 self._end(request)
 
     async def _call(self, route: str, spec: MethodSpec, request: Request,
-                    deadline: Deadline | None) -> Any:
+                    interrupt: Interrupt) -> Any:
         binary = spec.takes_input and codec.is_binary(request.content_type)
         inputs = await request.parsed_input() if spec.takes_input else None
         is_predict = route == "predict"
@@ -276,7 +274,7 @@ class ModelPipeline:
                     )
                 handed_over = True
                 return ChunkStream(chunks, request, functools.partial(self._stream_closed, request),
-                                   route, deadline)
+                                   route, interrupt)
         finally:
             if not handed_over:
                 self.admission.release()
