@@ -115,6 +115,7 @@ def build_pipeline(config: Config, extra_kwargs: Mapping[str, Any] | None = None
         "data_dir": (model.root / model.data_dir).resolve(),
         "secrets": Secrets(model.secrets, config.secret_overrides),
         "environment": None,
+        "model_name": model.model_name,
         **(extra_kwargs or {}),
     }
     runtime = model.runtime
