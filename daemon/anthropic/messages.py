@@ -42,6 +42,10 @@ def parse_messages(body: Any) -> MessagesCall:
     stream = fields.boolean(body, "stream")
     if body.get("tool_choice") not in (None, {"type": "none"}, {"type": "auto"}):
         raise InvalidInput("tool_choice: tool use is not supported by this model", "tool_choice")
+    stop_sequences = body.get("stop_sequences")
+    if stop_sequences is not None and not isinstance(stop_sequences, list):
+        raise InvalidInput(f"stop_sequences: expected an array of strings, got "
+                           f"{fields.kind(stop_sequences)}", "stop_sequences")
     temperature = body.get("temperature")
     if isinstance(temperature, (int, float)) and not 0 <= temperature <= 1:
         raise InvalidInput(f"temperature: must be between 0 and 1, got {temperature}",
