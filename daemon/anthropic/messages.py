@@ -16,13 +16,18 @@ from daemon.engine.outcome import Outcome
 from daemon.engine.sampling import sampling_from_openai
 from daemon.errors import InvalidInput
 
+# Newer SDKs no longer offer temperature/top_p/top_k as arguments; send them in extra_body.
 _ACCEPTED = {"model", "messages", "max_tokens", "system", "stop_sequences", "temperature",
-             "top_p", "top_k", "stream", "metadata", "service_tier", "tool_choice"}
+             "top_p", "top_k", "stream", "tool_choice",
+             # change nothing here: accepted and ignored
+             "metadata", "service_tier", "cache_control", "inference_geo", "speed",
+             "user_profile_id", "workspace_id", "diagnostics"}
 _REFUSED = {
     "tools": "tool use is not supported by this model",
     "thinking": "extended thinking is not supported by this model",
     "mcp_servers": "MCP servers are not supported",
     "container": "containers are not supported",
+    "output_config": "output configuration (structured output, effort) is not supported",
 }
 _ROLES = ("user", "assistant")
 _TEXT_BLOCKS = frozenset({"text"})
