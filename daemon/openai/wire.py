@@ -65,4 +65,5 @@ def finish_reason(reason: FinishReason) -> str:
 
 # Keys OpenAI's APIs define that change nothing here, so they are accepted and ignored.
 IGNORED_KEYS = frozenset({"model", "user", "metadata", "store", "service_tier",
-                          "parallel_tool_calls", "safety_identifier", "prompt_cache_key"})
+                          "parallel_tool_calls", "safety_identifier", "prompt_cache_key",
+                          "prompt_cache_retention", "prompt_cache_options", "verbosity"})

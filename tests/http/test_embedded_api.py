@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -19,7 +20,7 @@ from tests.http.test_engine_cancel import serve, wait_for_metric
 
 pytest.importorskip("transformers", reason="the embedded models need the `hf` extra")
 
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+FRANCE: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def client(daemon: DaemonProcess) -> Iterator[openai.OpenAI]:
 
 
 def test_chat_answers_through_the_chat_template(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="smollm2", messages=FRANCE,  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="smollm2", messages=FRANCE,
                                            max_tokens=8, temperature=0)
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.model == "smollm2-135m-instruct"
@@ -44,7 +45,7 @@ def test_chat_answers_through_the_chat_template(client: openai.OpenAI) -> None:
 
 def test_chat_stream(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(
-        model="m", messages=FRANCE, max_tokens=8, temperature=0, stream=True,  # type: ignore[arg-type]
+        model="m", messages=FRANCE, max_tokens=8, temperature=0, stream=True,
         stream_options={"include_usage": True}))
     assert "Paris" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 5
@@ -70,10 +71,10 @@ def test_anthropic_messages(daemon: DaemonProcess) -> None:
         # This SDK has no temperature argument; the API still takes it.
         reply = client.messages.create(model="m", max_tokens=8, extra_body={"temperature": 0},
                                        system="You are a helpful assistant.",
-                                       messages=FRANCE)  # type: ignore[arg-type]
+                                       messages=FRANCE)
         assert "Paris" in reply.content[0].text  # type: ignore[union-attr]
         with client.messages.stream(model="m", max_tokens=8, extra_body={"temperature": 0},
-                                    messages=FRANCE,  # type: ignore[arg-type]
+                                    messages=FRANCE,
                                     stop_sequences=["Paris"]) as stream:
             final = stream.get_final_message()
     assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "Paris")
