@@ -49,6 +49,12 @@ class Embedder:
         self._run_lock = asyncio.Lock()  # torch already uses every core; batches queue here
         self.dimensions = 0
 
+    async def dimensions_loaded(self) -> int:
+        """The vectors' size, loading the weights first if need be (in a thread)."""
+        if self._model is None:
+            await asyncio.to_thread(self.load)
+        return self.dimensions
+
     async def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """The vectors, in order, and how many tokens the texts took."""
         async with self._run_lock:

@@ -103,8 +103,8 @@ class TextGenerationModel:
 
     async def embeddings(self, body: Any) -> dict[str, Any]:
         call = embeddings.parse_embeddings(body)
+        embeddings.check_dimensions(call, await self._embedder.dimensions_loaded())
         vectors, tokens = await self._embedder.embed(call.texts)
-        embeddings.check_dimensions(call, self._embedder.dimensions)
         return embeddings.embeddings_response(vectors, tokens,
                                               encoding_format=call.encoding_format,
                                               model=self._model_name)

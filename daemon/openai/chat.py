@@ -35,7 +35,8 @@ _REFUSED = {
     "reasoning_effort": "this model does not reason",
     "web_search_options": "web search is not supported",
 }
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# OpenAI's roles -> the chat template's ("developer" is the newer name for "system").
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 TEXT_PARTS = frozenset({"text"})
 
 
@@ -75,14 +76,14 @@ def parse_messages(value: Any) -> list[dict[str, str]]:
         where = f"messages[{i}]"
         message = fields.json_object(message, where)
         role = message.get("role")
-        if role not in _ROLES:
-            raise InvalidInput(f"{where}.role: expected one of {', '.join(_ROLES)}, got {role!r} "
+        if role not in ROLES:
+            raise InvalidInput(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r} "
                                "(tool messages are not supported)", f"{where}.role")
         if message.get("tool_calls") or message.get("function_call"):
             raise InvalidInput(f"{where}.tool_calls: tool calling is not supported by this model",
                                f"{where}.tool_calls")
         content = fields.text_content(message.get("content"), f"{where}.content", TEXT_PARTS)
-        messages.append({"role": _ROLES[role], "content": content})
+        messages.append({"role": ROLES[role], "content": content})
     return messages
 
 

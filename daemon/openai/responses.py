@@ -17,6 +17,7 @@ from daemon.engine.generation import Delta, FinishReason, GenerationRequest, Usa
 from daemon.engine.outcome import Outcome
 from daemon.engine.sampling import sampling_from_openai
 from daemon.errors import InvalidInput
+from daemon.openai.chat import ROLES
 from daemon.openai.wire import IGNORED_KEYS
 
 _ACCEPTED = IGNORED_KEYS | {"input", "instructions", "max_output_tokens", "temperature",
@@ -31,7 +32,6 @@ _REFUSED = {
     "top_logprobs": "log probabilities are not supported",
     "max_tool_calls": "tools are not supported by this model",
 }
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
 
@@ -84,11 +84,11 @@ def _input_messages(value: Any) -> list[dict[str, str]]:
             raise InvalidInput(f"{where}.type: only message items are supported, got "
                                f"{item.get('type')!r}", f"{where}.type")
         role = item.get("role")
-        if role not in _ROLES:
-            raise InvalidInput(f"{where}.role: expected one of {', '.join(_ROLES)}, got {role!r}",
+        if role not in ROLES:
+            raise InvalidInput(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r}",
                                f"{where}.role")
         content = fields.text_content(item.get("content"), f"{where}.content", _TEXT_PARTS)
-        messages.append({"role": _ROLES[role], "content": content})
+        messages.append({"role": ROLES[role], "content": content})
     return messages
 
 
