@@ -179,6 +179,7 @@ class EngineCore:
         stopper = StopMatcher(request.sampling.stop)
         finish: FinishReason = "cancelled"
         stopped_by_sequence = False
+        announced = False
         acquired = await self._acquire(signal)
         loop = asyncio.get_running_loop()
         last_at: float | None = None
@@ -207,8 +208,12 @@ class EngineCore:
                         text += stopper.flush()
                         finish = delta.finish_reason
                     if text or delta.token_ids:
-                        it._queue.put_nowait(Delta(text=text, token_ids=delta.token_ids,
-                                                   index=index))
+                        # The prompt's size rides on a choice's first delta, so a stream can
+                        # announce it up front (Anthropic's message_start does).
+                        it._queue.put_nowait(Delta(
+                            text=text, token_ids=delta.token_ids, index=index,
+                            prompt_tokens=None if announced else progress.prompt_tokens))
+                        announced = True
         finally:
             if acquired:
                 assert self._slots is not None
@@ -220,7 +225,8 @@ class EngineCore:
         if progress.remaining == 0:
             it.usage = Usage(progress.prompt_tokens, progress.completion_tokens)
         it._queue.put_nowait(Delta(finish_reason=finish, index=index,
-                                   usage=it.usage if progress.remaining == 0 else None))
+                                   usage=it.usage if progress.remaining == 0 else None,
+                                   stop_sequence=stopper.matched if stopped_by_sequence else None))
         return finish
 
     async def _acquire(self, signal: CancelSignal) -> bool:

@@ -50,4 +50,6 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     index: int = 0
-    prompt_tokens: int | None = None  # backends report it once, on any delta
+    prompt_tokens: int | None = None  # backends report it once, on any delta; the core
+    # passes it on with each choice's first delta
+    stop_sequence: str | None = None  # on a finish delta: the stop sequence that ended it

@@ -32,16 +32,17 @@ class SamplingParams:
         _check_float("temperature", self.temperature, 0.0, 2.0)
         _check_float("top_p", self.top_p, 0.0, 1.0)
         if self.top_p == 0.0:
-            raise InvalidInput("top_p: must be greater than 0 and at most 1, got 0")
+            raise InvalidInput("top_p: must be greater than 0 and at most 1, got 0", "top_p")
         _check_int("top_k", self.top_k, low=0)
         _check_int("n", self.n, low=1, high=MAX_N)
         if self.seed is not None:
             _check_int("seed", self.seed, low=0)
         if len(self.stop) > MAX_STOP_SEQUENCES:
-            raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}")
+            raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}",
+                               "stop")
         for sequence in self.stop:
             if not isinstance(sequence, str) or not sequence:
-                raise InvalidInput(f"stop: expected non-empty strings, got {sequence!r}")
+                raise InvalidInput(f"stop: expected non-empty strings, got {sequence!r}", "stop")
 
     @property
     def greedy(self) -> bool:
@@ -51,16 +52,22 @@ class SamplingParams:
 SAMPLING_KEYS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
 
 
-def sampling_from_openai(body: Mapping[str, Any]) -> SamplingParams:
+def sampling_from_openai(body: Mapping[str, Any],
+                         renamed: Mapping[str, str] | None = None) -> SamplingParams:
     """Read the sampling keys of an OpenAI-style body; other keys are left to the caller.
 
     `null` means "our default", as in OpenAI's API. `max_completion_tokens` is accepted as
-    the newer name for `max_tokens`.
+    the newer name for `max_tokens`. `renamed` maps our names to the ones an API uses
+    instead (Responses' `max_output_tokens`, Anthropic's `stop_sequences`), so values are
+    read, and errors name the field, as that API's clients know it.
     """
-    values: dict[str, Any] = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
+    names = {key: key for key in SAMPLING_KEYS}
+    names.update(renamed or {})
+    values: dict[str, Any] = {k: body[n] for k, n in names.items() if body.get(n) is not None}
     newer = body.get("max_completion_tokens")
-    if newer is not None:
-        values.setdefault("max_tokens", newer)
+    if newer is not None and "max_tokens" not in values:
+        values["max_tokens"] = newer
+        names["max_tokens"] = "max_completion_tokens"
     if "stop" in values:
         stop = values["stop"]
         if isinstance(stop, str):
@@ -68,11 +75,19 @@ def sampling_from_openai(body: Mapping[str, Any]) -> SamplingParams:
         elif isinstance(stop, list):
             values["stop"] = tuple(stop)
         else:
-            raise InvalidInput(f"stop: expected a string or a list of strings, got {_kind(stop)}")
+            raise InvalidInput(f"{names['stop']}: expected a string or a list of strings, "
+                               f"got {_kind(stop)}", names["stop"])
     for name in ("temperature", "top_p"):
         if name in values and isinstance(values[name], int) and not isinstance(values[name], bool):
             values[name] = float(values[name])
-    return SamplingParams(**values)
+    try:
+        return SamplingParams(**values)
+    except InvalidInput as err:
+        client_name = names.get(err.param or "", err.param)
+        if client_name is None or client_name == err.param:
+            raise
+        message = client_name + err.message.removeprefix(err.param or "")
+        raise InvalidInput(message, client_name) from None
 
 
 def _kind(value: Any) -> str:
@@ -81,14 +96,14 @@ def _kind(value: Any) -> str:
 
 def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name}: expected an integer, got {_kind(value)} {value!r}")
+        raise InvalidInput(f"{name}: expected an integer, got {_kind(value)} {value!r}", name)
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInput(f"{name}: must be {bound}, got {value}")
+        raise InvalidInput(f"{name}: must be {bound}, got {value}", name)
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{name}: expected a number, got {_kind(value)} {value!r}")
+        raise InvalidInput(f"{name}: expected a number, got {_kind(value)} {value!r}", name)
     if not low <= value <= high:
-        raise InvalidInput(f"{name}: must be between {low:g} and {high:g}, got {value}")
+        raise InvalidInput(f"{name}: must be between {low:g} and {high:g}, got {value}", name)

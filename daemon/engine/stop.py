@@ -13,13 +13,15 @@ class StopMatcher:
         self._stops = stops
         self._longest = max((len(s) for s in stops), default=0)
         self._held = ""
+        self.matched: str | None = None  # the stop sequence that ended the text, once hit
 
     def feed(self, text: str) -> tuple[str, bool]:
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        hits = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if hits:
+            cut, self.matched = min(hits)
             self._held = ""
             return buffer[:cut], True
         keep = self._partial_suffix(buffer)

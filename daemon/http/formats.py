@@ -35,16 +35,20 @@ def _anthropic_error(kind: str, message: str, status: int, request_id: str,
 PREDICT = WireFormat("twinserve", _twinserve_error, codec.encode_chunk, None)
 OPENAI = WireFormat("openai", openai_wire.error_payload, openai_wire.sse_event,
                     "text/event-stream", stream_end=openai_wire.DONE)
+OPENAI_RESPONSES = WireFormat("openai", openai_wire.error_payload, openai_wire.named_sse_event,
+                              "text/event-stream")
 ANTHROPIC = WireFormat("anthropic", _anthropic_error, anthropic_wire.sse_event,
                        "text/event-stream")
 
 _OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-                           "/v1/responses", "/v1/models"})
+                           "/v1/models"})
 
 
 def for_path(path: str) -> WireFormat:
     if path == "/v1/messages":
         return ANTHROPIC
+    if path == "/v1/responses":
+        return OPENAI_RESPONSES
     if path in _OPENAI_PATHS:
         return OPENAI
     return PREDICT

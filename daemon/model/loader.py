@@ -117,6 +117,7 @@ def build_pipeline(config: Config, metrics: Metrics,
         "data_dir": (model.root / model.data_dir).resolve(),
         "secrets": Secrets(model.secrets, config.secret_overrides),
         "environment": None,
+        "model_name": model.model_name,
         **(extra_kwargs or {}),
     }
     runtime = model.runtime

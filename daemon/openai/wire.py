@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import codec
+from daemon.engine.generation import FinishReason, Usage
 
 # Our error kinds -> the `type` OpenAI's API uses for the same situation.
 _ERROR_TYPES = {
@@ -41,3 +42,28 @@ def sse_event(chunk: Any) -> bytes:
     if isinstance(chunk, (bytes, str)):
         return codec.encode_chunk(chunk)
     return b"data: " + codec.dumps(chunk) + b"\n\n"
+
+
+def named_sse_event(chunk: Any) -> bytes:
+    """The Responses API's framing: `event: <type>` before each `data:`, and no [DONE]."""
+    event = chunk.get("type") if isinstance(chunk, dict) else None
+    if isinstance(event, str):
+        return b"event: " + event.encode() + b"\ndata: " + codec.dumps(chunk) + b"\n\n"
+    return sse_event(chunk)
+
+
+def usage_payload(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def finish_reason(reason: FinishReason) -> str:
+    """OpenAI's name for why a choice ended; a cancelled one reads as stopped (its client is
+    normally gone, and OpenAI has no word for it)."""
+    return "length" if reason == "length" else "stop"
+
+
+# Keys OpenAI's APIs define that change nothing here, so they are accepted and ignored.
+IGNORED_KEYS = frozenset({"model", "user", "metadata", "store", "service_tier",
+                          "parallel_tool_calls", "safety_identifier", "prompt_cache_key",
+                          "prompt_cache_retention", "prompt_cache_options", "verbosity"})
