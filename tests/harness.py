@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -116,3 +116,9 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve(process: DaemonProcess, timeout: float = 120.0) -> Iterator[DaemonProcess]:
+    """For module fixtures: yield the ready daemon, stop it afterwards."""
+    with process:
+        yield process.wait_ready(timeout=timeout)

@@ -11,8 +11,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.harness import MODELS, DaemonProcess
-from tests.http.test_engine_cancel import assert_backend_stopped, metric, serve
+from tests.harness import MODELS, DaemonProcess, serve
+from tests.scrape import assert_backend_stopped, metric
 
 USER: list[Any] = [{"role": "user", "content": "one two three"}]
 

@@ -26,8 +26,7 @@ from daemon.errors import (
 )
 from daemon.http import formats
 from daemon.http.errors import error_payload, status_for
-from tests.harness import DaemonProcess
-from tests.http.test_engine_cancel import serve
+from tests.harness import DaemonProcess, serve
 
 # error, status, OpenAI (type, code), Anthropic type
 TABLE: list[tuple[TwinserveError, int, tuple[str, str | None], str]] = [

@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import DaemonProcess
-from tests.http.test_engine_cancel import serve, wait_for_metric
+from tests.harness import DaemonProcess, serve
+from tests.scrape import wait_for_metric
 
 pytest.importorskip("transformers", reason="the embedded models need the `hf` extra")
 

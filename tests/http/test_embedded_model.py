@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.harness import DaemonProcess
-from tests.http.test_engine_cancel import serve
+from tests.harness import DaemonProcess, serve
 
 pytest.importorskip("transformers", reason="the embedded model needs the `hf` extra")
 

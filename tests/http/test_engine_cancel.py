@@ -14,19 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.harness import MODELS, DaemonProcess
+from tests.harness import MODELS, DaemonProcess, serve
 from tests.scrape import assert_backend_stopped, metric, wait_for_metric
-
-def serve(process: DaemonProcess) -> Iterator[DaemonProcess]:
-    """Yield the ready daemon; stop it and close its stderr pipe (the harness leaves it open,
-    which is a ResourceWarning, hence an error, in our test settings)."""
-    try:
-        yield process.wait_ready(timeout=120)
-    finally:
-        process.stop()
-        if process.proc.stderr is not None:
-            process.proc.stderr.close()
-
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProcess]:

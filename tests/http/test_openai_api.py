@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import MODELS, DaemonProcess
-from tests.http.test_engine_cancel import assert_backend_stopped, metric, serve
+from tests.harness import MODELS, DaemonProcess, serve
+from tests.scrape import assert_backend_stopped, metric
 
 USER: list[Any] = [{"role": "user", "content": "one two three"}]
 
