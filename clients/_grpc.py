@@ -211,16 +211,11 @@ class AsyncGrpcClient:
 
 def upload_messages(route: str, content_type: str,
                     pieces: Iterable[bytes]) -> Iterator[UploadRequest]:
-    """The first message names the call (and always goes, so an empty body is a call too)."""
-    first = True
+    """One message per piece; the first names the call, a final one marks the end."""
+    framer = _UploadFramer(route, content_type)
     for piece in pieces:
-        if first:
-            yield UploadRequest(route=route, content_type=content_type, data=bytes(piece))
-            first = False
-        else:
-            yield UploadRequest(data=bytes(piece))
-    if first:
-        yield UploadRequest(route=route, content_type=content_type)
+        yield framer.piece(piece)
+    yield framer.end()
 
 
 async def async_upload_messages(route: str, content_type: str,
@@ -230,15 +225,32 @@ async def async_upload_messages(route: str, content_type: str,
         for message in upload_messages(route, content_type, pieces):
             yield message
         return
-    first = True
+    framer = _UploadFramer(route, content_type)
     async for piece in pieces:
-        if first:
-            yield UploadRequest(route=route, content_type=content_type, data=bytes(piece))
-            first = False
-        else:
-            yield UploadRequest(data=bytes(piece))
-    if first:
-        yield UploadRequest(route=route, content_type=content_type)
+        yield framer.piece(piece)
+    yield framer.end()
+
+
+class _UploadFramer:
+    """UploadRequest framing (proto/twinserve/v1/model.proto): route and content type on the
+    first message, `last` on the final one, which the server requires to accept the body."""
+
+    def __init__(self, route: str, content_type: str) -> None:
+        self._head: UploadRequest | None = UploadRequest(route=route, content_type=content_type)
+
+    def piece(self, data: bytes) -> UploadRequest:
+        message = self._take_head()
+        message.data = bytes(data)
+        return message
+
+    def end(self) -> UploadRequest:
+        message = self._take_head()
+        message.last = True
+        return message
+
+    def _take_head(self) -> UploadRequest:
+        head, self._head = self._head, None
+        return head if head is not None else UploadRequest()
 
 
 def chunk_value(chunk: PredictStreamResponse) -> Any:

@@ -7,13 +7,14 @@ daemon: HTTP/2 flow control holds the client back while the model is busy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from daemon import codec
-from daemon.errors import ModelError, PayloadTooLarge
+from daemon.errors import InvalidInput, ModelError, PayloadTooLarge
 from daemon.grpc.codes import code_for_status
 from daemon.grpc.errors import Refused
 from daemon.grpc.proto.v1.model_pb2 import InvokeResponse, UploadRequest
@@ -24,14 +25,19 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
+# How long a stream that ended without `last` waits for the cancellation that usually
+# explains it (it comes within a loop iteration or two) before calling the upload broken.
+_CANCEL_GRACE_S = 0.1
+
 
 class UploadBody:
-    """The body of an Upload call: the first message's data, then each later message's."""
+    """The body of an Upload call: the first message's data, then each later message's,
+    up to the one marked `last`."""
 
     __slots__ = ("_first", "_rest")
 
-    def __init__(self, first: bytes, rest: AsyncIterator[UploadRequest]) -> None:
-        self._first = first
+    def __init__(self, first: UploadRequest, rest: AsyncIterator[UploadRequest]) -> None:
+        self._first: UploadRequest | None = first
         self._rest = rest
 
     async def read(self, limit: int) -> bytes:
@@ -45,12 +51,19 @@ class UploadBody:
         return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        first, self._first = self._first, b""
-        if first:
-            yield first
-        async for message in self._rest:
+        message, self._first = self._first, None
+        while message is not None:
             if message.data:
                 yield message.data
+            if message.last:
+                return
+            message = await anext(self._rest, None)
+        # grpc.aio ends the iterator the same way for a client's cancel as for its
+        # half-close; the cancel reaches this task right after. Never pass a broken-off
+        # upload to the model as a complete short body.
+        await asyncio.sleep(_CANCEL_GRACE_S)
+        raise InvalidInput("the upload ended without a message with last=true (the client "
+                           "went away, or did not mark its final message)")
 
     def declared_length(self) -> int | None:
         return None

@@ -123,8 +123,9 @@ class ModelServicer:
     async def upload(self, messages: AsyncIterator[UploadRequest],
                      context: Context) -> InvokeResponse:
         rest = aiter(messages)
+        # No message at all is a broken-off upload too: UploadBody finds no `last`.
         first = await anext(rest, None) or UploadRequest()
-        request = self._to_request(context, first.route, raw.UploadBody(first.data, rest),
+        request = self._to_request(context, first.route, raw.UploadBody(first, rest),
                                    first.content_type)
 
         async def reply(request: Request, result: Any) -> InvokeResponse:
