@@ -6,6 +6,8 @@
         client.predict({"x": 1})
         for chunk in client.predict_stream({"x": 1}):
             ...
+        answer = client.predict_raw(b"...", content_type="application/x-protobuf")
+        answer.data, answer.content_type
 """
 
 # `import X as X` marks each name as a deliberate re-export for type checkers.
@@ -14,11 +16,13 @@ from clients._grpc import AsyncGrpcClient as AsyncGrpcClient
 from clients._grpc import GrpcClient as GrpcClient
 from clients._http import AsyncHttpClient as AsyncHttpClient
 from clients._http import HttpClient as HttpClient
+from clients._raw import RawResponse as RawResponse
 
 __all__ = [
     "AsyncGrpcClient",
     "AsyncHttpClient",
     "GrpcClient",
     "HttpClient",
+    "RawResponse",
     "TwinserveError",
 ]

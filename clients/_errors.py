@@ -38,11 +38,13 @@ class TwinserveError(Exception):
         self.request_id = request_id
 
 
-def error_from_http(status: int, body: Any) -> TwinserveError:
-    """An HTTP error answer: `{"error": {"message", "request_id", ...}}`, or anything else."""
+def error_from_http(status: int, body: Any, text: str | None = None) -> TwinserveError:
+    """An HTTP error answer: `{"error": {"message", "request_id", ...}}`, or anything else
+    (then `text`, the body when it reads as text, is the message)."""
     message, request_id = _message_and_id(body)
-    return TwinserveError(code_for_status(status).name,
-                          message if message is not None else f"HTTP {status}", request_id)
+    if message is None:
+        message = text if text is not None else f"HTTP {status}"
+    return TwinserveError(code_for_status(status).name, message, request_id)
 
 
 def error_from_stream_line(body: Any) -> TwinserveError | None:

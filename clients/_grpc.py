@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 import grpc
@@ -10,12 +18,16 @@ import grpc.aio
 
 from clients._errors import TwinserveError
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
+from clients._raw import DEFAULT_CONTENT_TYPE, AsyncRawBody, RawBody, RawResponse
 from daemon.grpc import service
 from daemon.grpc.proto.v1.model_pb2 import (
+    InvokeRequest,
+    InvokeResponse,
     PredictRequest,
     PredictResponse,
     PredictStreamRequest,
     PredictStreamResponse,
+    UploadRequest,
 )
 
 # Responses may be as large as the server sends; grpc's default cap is 4 MiB.
@@ -47,6 +59,16 @@ class GrpcClient:
             request_serializer=PredictStreamRequest.SerializeToString,
             response_deserializer=PredictStreamResponse.FromString,
         )
+        self._invoke = self._channel.unary_unary(
+            service.method_path(service.INVOKE),
+            request_serializer=InvokeRequest.SerializeToString,
+            response_deserializer=InvokeResponse.FromString,
+        )
+        self._upload = self._channel.stream_unary(
+            service.method_path(service.UPLOAD),
+            request_serializer=UploadRequest.SerializeToString,
+            response_deserializer=InvokeResponse.FromString,
+        )
 
     def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -74,6 +96,25 @@ class GrpcClient:
             raise error_from_rpc(exc) from exc
         finally:
             call.cancel()
+
+    def predict_raw(self, data: RawBody, *, content_type: str = DEFAULT_CONTENT_TYPE,
+                    route: str = DEFAULT_ROUTE) -> RawResponse:
+        """Send `data` as the body with its content type; returns the answer's bytes and type.
+
+        bytes go as one Invoke call; an iterable of bytes as an Upload call, one message per
+        piece, sent as the iterable produces them.
+        """
+        try:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                response: InvokeResponse = self._invoke(
+                    InvokeRequest(route=route, content_type=content_type, data=bytes(data)),
+                    timeout=self._options.timeout, metadata=self._metadata)
+            else:
+                response = self._upload(upload_messages(route, content_type, data),
+                                        timeout=self._options.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return RawResponse(response.data, response.content_type)
 
     def close(self) -> None:
         self._channel.close()
@@ -106,6 +147,16 @@ class AsyncGrpcClient:
             request_serializer=PredictStreamRequest.SerializeToString,
             response_deserializer=PredictStreamResponse.FromString,
         )
+        self._invoke = self._channel.unary_unary(
+            service.method_path(service.INVOKE),
+            request_serializer=InvokeRequest.SerializeToString,
+            response_deserializer=InvokeResponse.FromString,
+        )
+        self._upload = self._channel.stream_unary(
+            service.method_path(service.UPLOAD),
+            request_serializer=UploadRequest.SerializeToString,
+            response_deserializer=InvokeResponse.FromString,
+        )
 
     async def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -131,6 +182,23 @@ class AsyncGrpcClient:
         finally:
             call.cancel()
 
+    async def predict_raw(self, data: AsyncRawBody, *,
+                          content_type: str = DEFAULT_CONTENT_TYPE,
+                          route: str = DEFAULT_ROUTE) -> RawResponse:
+        """As GrpcClient.predict_raw; the pieces may also come from an async iterable."""
+        try:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                response: InvokeResponse = await self._invoke(
+                    InvokeRequest(route=route, content_type=content_type, data=bytes(data)),
+                    timeout=self._options.timeout, metadata=self._metadata)
+            else:
+                response = await self._upload(
+                    async_upload_messages(route, content_type, data),
+                    timeout=self._options.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return RawResponse(response.data, response.content_type)
+
     async def close(self) -> None:
         await self._channel.close()
 
@@ -139,6 +207,50 @@ class AsyncGrpcClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def upload_messages(route: str, content_type: str,
+                    pieces: Iterable[bytes]) -> Iterator[UploadRequest]:
+    """One message per piece; the first names the call, a final one marks the end."""
+    framer = _UploadFramer(route, content_type)
+    for piece in pieces:
+        yield framer.piece(piece)
+    yield framer.end()
+
+
+async def async_upload_messages(route: str, content_type: str,
+                                pieces: Iterable[bytes] | AsyncIterable[bytes],
+                                ) -> AsyncIterator[UploadRequest]:
+    if not isinstance(pieces, AsyncIterable):
+        for message in upload_messages(route, content_type, pieces):
+            yield message
+        return
+    framer = _UploadFramer(route, content_type)
+    async for piece in pieces:
+        yield framer.piece(piece)
+    yield framer.end()
+
+
+class _UploadFramer:
+    """UploadRequest framing (proto/twinserve/v1/model.proto): route and content type on the
+    first message, `last` on the final one, which the server requires to accept the body."""
+
+    def __init__(self, route: str, content_type: str) -> None:
+        self._head: UploadRequest | None = UploadRequest(route=route, content_type=content_type)
+
+    def piece(self, data: bytes) -> UploadRequest:
+        message = self._take_head()
+        message.data = bytes(data)
+        return message
+
+    def end(self) -> UploadRequest:
+        message = self._take_head()
+        message.last = True
+        return message
+
+    def _take_head(self) -> UploadRequest:
+        head, self._head = self._head, None
+        return head if head is not None else UploadRequest()
 
 
 def chunk_value(chunk: PredictStreamResponse) -> Any:

@@ -14,8 +14,16 @@ from clients._http_wire import (
     is_json,
     needs_stream,
     path_for,
+    raw_response,
 )
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
+from clients._raw import (
+    DEFAULT_CONTENT_TYPE,
+    AsyncRawBody,
+    RawBody,
+    RawResponse,
+    as_async,
+)
 
 
 def _client_kwargs(url: str, options: CallOptions) -> dict[str, Any]:
@@ -74,6 +82,20 @@ class HttpClient:
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
 
+    def predict_raw(self, data: RawBody, *, content_type: str = DEFAULT_CONTENT_TYPE,
+                    route: str = DEFAULT_ROUTE) -> RawResponse:
+        """POST `data` as the body with its Content-Type; returns the answer's bytes and type.
+
+        An iterable of bytes is sent as a chunked upload, piece by piece as it produces them.
+        """
+        content = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        try:
+            response = self._client.post(path_for(route), content=content,
+                                         headers={"content-type": content_type})
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc) from exc
+        return raw_response(response)
+
     def close(self) -> None:
         self._client.close()
 
@@ -126,6 +148,19 @@ class AsyncHttpClient:
                     yield chunk
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
+
+    async def predict_raw(self, data: AsyncRawBody, *,
+                          content_type: str = DEFAULT_CONTENT_TYPE,
+                          route: str = DEFAULT_ROUTE) -> RawResponse:
+        """As HttpClient.predict_raw; the pieces may also come from an async iterable."""
+        content = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else \
+            as_async(data)
+        try:
+            response = await self._client.post(path_for(route), content=content,
+                                               headers={"content-type": content_type})
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc) from exc
+        return raw_response(response)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -13,6 +13,7 @@ import httpx
 
 from clients._errors import TwinserveError, error_from_http, error_from_stream_line
 from clients._options import decode_json
+from clients._raw import RawResponse
 
 _ERROR_LINE_START = b'{"error":'
 
@@ -35,10 +36,25 @@ def error_from_response(response: httpx.Response) -> TwinserveError:
         body = json.loads(response.content)
     except ValueError:
         body = None
-    error = error_from_http(response.status_code, body)
+    error = error_from_http(response.status_code, body, _text_of(response))
     if error.request_id is None:
         error.request_id = response.headers.get("x-request-id")
     return error
+
+
+def raw_response(response: httpx.Response) -> RawResponse:
+    """A raw call's answer, read whole; an error status raises as for every call."""
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    return RawResponse(response.content, response.headers.get("content-type", ""))
+
+
+def _text_of(response: httpx.Response) -> str | None:
+    """A model's own error body, when it reads as text: the gRPC front end sends the same."""
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media.startswith("text/") or media in ("application/json", "application/problem+json"):
+        return response.content.decode("utf-8", errors="replace").strip() or None
+    return None
 
 
 def needs_stream(route: str, response: httpx.Response) -> TwinserveError:

@@ -14,6 +14,10 @@ front end puts in its JSON body.
     DeadlineExceeded      DEADLINE_EXCEEDED
     ModelError            INTERNAL
     anything else         INTERNAL "internal server error" (traceback logged once)
+
+    Refused               not a TwinserveError: a result this RPC cannot carry (a stream on a
+                          unary RPC: FAILED_PRECONDITION; a raw `Response` with status >= 400:
+                          the code for that status)
 """
 
 from __future__ import annotations
@@ -73,10 +77,18 @@ async def abort_internal(context: Context, request_id: str) -> NoReturn:
                         ((REQUEST_ID_KEY, request_id),))
 
 
-async def abort_needs_stream(context: Context, route: str, request_id: str) -> NoReturn:
-    """Unary Predict on a route that streams: the transport's own refusal, not the model's."""
-    await context.abort(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        f"{route} streams its output; call PredictStream instead of Predict",
-        ((REQUEST_ID_KEY, request_id),),
-    )
+class Refused(Exception):
+    """The result cannot leave on this RPC: the gRPC front end's own refusal, not a model error.
+
+    E.g. a streamed result on a unary RPC, or a model `Response` with an error status on a raw
+    call. Raised while turning a result into messages; `abort_refused` ends the call with it.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def abort_refused(context: Context, refused: Refused, request_id: str) -> NoReturn:
+    await context.abort(refused.code, refused.message, ((REQUEST_ID_KEY, request_id),))

@@ -16,8 +16,11 @@ SERVICE_NAME: str = _SERVICE.full_name
 
 PREDICT = "Predict"
 PREDICT_STREAM = "PredictStream"
+INVOKE = "Invoke"
+INVOKE_STREAM = "InvokeStream"
+UPLOAD = "Upload"
 
-for _method in (PREDICT, PREDICT_STREAM):
+for _method in (PREDICT, PREDICT_STREAM, INVOKE, INVOKE_STREAM, UPLOAD):
     if _method not in _SERVICE.methods_by_name:  # pragma: no cover - caught by tests at once
         raise RuntimeError(f"{SERVICE_NAME} has no method {_method}; regenerate the protos")
 

@@ -2,7 +2,9 @@
 
 Nothing model-facing happens here; that is ModelPipeline's job. A client that cancels or
 runs past its deadline cancels the handler task, and the pipeline (or closing the
-ChunkStream) turns that into a disconnect that stops the model's work.
+ChunkStream) turns that into a disconnect that stops the model's work. Every RPC runs
+through `_serve`, which owns auth, the call record and the error mapping; the RPCs differ
+only in how they build the body and how they send the result.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -18,24 +21,29 @@ import grpc.aio
 from daemon import codec
 from daemon.auth import AuthCheck
 from daemon.errors import ModelError, TwinserveError
-from daemon.grpc import errors, service
-from daemon.grpc.errors import REQUEST_ID_KEY
+from daemon.grpc import errors, raw, service
+from daemon.grpc.errors import REQUEST_ID_KEY, Refused
 from daemon.grpc.proto.v1.model_pb2 import (
+    InvokeRequest,
+    InvokeResponse,
     PredictRequest,
     PredictResponse,
     PredictStreamRequest,
     PredictStreamResponse,
+    UploadRequest,
 )
 from daemon.model.pipeline import ChunkStream, ModelPipeline
 from daemon.observe import CallObserver
-from daemon.request import BytesBody, Headers, Request, new_request_id
+from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
 
 log = logging.getLogger("twinserve.grpc")
 
 DEFAULT_ROUTE = "predict"
 
-PredictContext = grpc.aio.ServicerContext[PredictRequest, PredictResponse]
-StreamContext = grpc.aio.ServicerContext[PredictStreamRequest, PredictStreamResponse]
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+Reply = Callable[[Request, Any], Awaitable[T]]
+"""Turns the pipeline's result into the RPC's answer: a message, or None once it wrote a stream."""
 
 
 class ModelServicer:
@@ -60,53 +68,88 @@ class ModelServicer:
                 request_deserializer=PredictStreamRequest.FromString,
                 response_serializer=PredictStreamResponse.SerializeToString,
             ),
+            service.INVOKE: grpc.unary_unary_rpc_method_handler(
+                self.invoke,
+                request_deserializer=InvokeRequest.FromString,
+                response_serializer=InvokeResponse.SerializeToString,
+            ),
+            service.INVOKE_STREAM: grpc.unary_stream_rpc_method_handler(
+                self.invoke_stream,
+                request_deserializer=InvokeRequest.FromString,
+                response_serializer=InvokeResponse.SerializeToString,
+            ),
+            service.UPLOAD: grpc.stream_unary_rpc_method_handler(
+                self.upload,
+                request_deserializer=UploadRequest.FromString,
+                response_serializer=InvokeResponse.SerializeToString,
+            ),
         }
 
-    async def predict(self, message: PredictRequest, context: PredictContext) -> PredictResponse:
+    # -- the RPCs ---------------------------------------------------------------------------
+
+    async def predict(self, message: PredictRequest, context: Context) -> PredictResponse:
+        request = self._to_request(context, message.route, BytesBody(message.json))
+
+        async def reply(request: Request, result: Any) -> PredictResponse:
+            await _refuse_stream(result, request.route, service.PREDICT_STREAM, service.PREDICT)
+            return PredictResponse(json=codec.encode_result(request.route, result))
+
+        return await self._serve(request, context, reply)
+
+    async def predict_stream(self, message: PredictStreamRequest, context: Context) -> None:
+        request = self._to_request(context, message.route, BytesBody(message.json))
+
+        def single(route: str, result: Any) -> PredictStreamResponse:
+            return PredictStreamResponse(json=codec.encode_result(route, result))
+
+        await self._serve(request, context, _stream_reply(context, single, _chunk_message))
+
+    async def invoke(self, message: InvokeRequest, context: Context) -> InvokeResponse:
+        request = self._to_request(context, message.route, BytesBody(message.data),
+                                   message.content_type)
+
+        async def reply(request: Request, result: Any) -> InvokeResponse:
+            await _refuse_stream(result, request.route, service.INVOKE_STREAM, service.INVOKE)
+            return raw.response_for(request.route, result)
+
+        return await self._serve(request, context, reply)
+
+    async def invoke_stream(self, message: InvokeRequest, context: Context) -> None:
+        request = self._to_request(context, message.route, BytesBody(message.data),
+                                   message.content_type)
+        await self._serve(request, context,
+                          _stream_reply(context, raw.response_for, raw.chunk_response))
+
+    async def upload(self, messages: AsyncIterator[UploadRequest],
+                     context: Context) -> InvokeResponse:
+        rest = aiter(messages)
+        # No message at all is a broken-off upload too: UploadBody finds no `last`.
+        first = await anext(rest, None) or UploadRequest()
+        request = self._to_request(context, first.route, raw.UploadBody(first, rest),
+                                   first.content_type)
+
+        async def reply(request: Request, result: Any) -> InvokeResponse:
+            await _refuse_stream(result, request.route, "", service.UPLOAD)
+            return raw.response_for(request.route, result)
+
+        return await self._serve(request, context, reply)
+
+    # -- shared by every RPC ----------------------------------------------------------------
+
+    async def _serve(self, request: Request, context: Context, reply: Reply[T]) -> T:
+        """Run the call and send its answer; every way out is recorded and mapped once."""
         started = time.perf_counter()
-        request = self._to_request(message, context)
         # Aborts stay outside the try: context.abort() raises AbortError, an Exception.
         try:
             self._auth(request.headers)
             result = await self._pipeline.call(request.route, request)
-            if isinstance(result, ChunkStream):
-                await result.aclose()
-                body = None
-            else:
-                body = codec.encode_result(request.route, result)
+            answer = await reply(request, result)
         except asyncio.CancelledError:
             self._done(request, started, grpc.StatusCode.CANCELLED)
             raise
-        except TwinserveError as err:
-            self._done(request, started, errors.code_for(err))
-            await errors.abort(context, err, request.request_id)
-        except Exception:
-            self._done(request, started, grpc.StatusCode.INTERNAL)
-            await errors.abort_internal(context, request.request_id)
-        if body is None:
-            self._done(request, started, grpc.StatusCode.FAILED_PRECONDITION)
-            await errors.abort_needs_stream(context, request.route, request.request_id)
-        self._done(request, started, grpc.StatusCode.OK)
-        return PredictResponse(json=body)
-
-    async def predict_stream(self, message: PredictStreamRequest, context: StreamContext) -> None:
-        started = time.perf_counter()
-        request = self._to_request(message, context)
-        try:
-            self._auth(request.headers)
-            result = await self._pipeline.call(request.route, request)
-            if not isinstance(result, ChunkStream):
-                await context.write(
-                    PredictStreamResponse(json=codec.encode_result(request.route, result)))
-            else:
-                try:
-                    async for chunk in result:
-                        await context.write(_chunk_message(request.route, chunk))
-                finally:
-                    await result.aclose()
-        except asyncio.CancelledError:
-            self._done(request, started, grpc.StatusCode.CANCELLED)
-            raise
+        except Refused as refused:
+            self._done(request, started, refused.code)
+            await errors.abort_refused(context, refused, request.request_id)
         except TwinserveError as err:
             self._done(request, started, errors.code_for(err))
             await errors.abort(context, err, request.request_id)
@@ -114,25 +157,56 @@ class ModelServicer:
             self._done(request, started, grpc.StatusCode.INTERNAL)
             await errors.abort_internal(context, request.request_id)
         self._done(request, started, grpc.StatusCode.OK)
+        return answer
 
     def _done(self, request: Request, started: float, code: grpc.StatusCode) -> None:
         self._observer.finished("grpc", request.route, code.name, started, request.request_id)
 
-    def _to_request(self, message: PredictRequest | PredictStreamRequest,
-                    context: grpc.aio.ServicerContext[Any, Any]) -> Request:
+    def _to_request(self, context: Context, route: str, body: BodySource,
+                    content_type: str | None = None) -> Request:
+        """`content_type` None: a JSON RPC; "" on a raw RPC means application/octet-stream."""
         # Binary (`-bin`) metadata arrives as bytes; model code sees text headers only.
         headers = Headers({key: value for key, value in context.invocation_metadata() or ()
                            if isinstance(value, str)})
         request_id = headers.get(REQUEST_ID_KEY) or new_request_id()
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        if content_type is None:
+            content_type = raw.JSON
         return Request(
             transport="grpc",
-            route=message.route or DEFAULT_ROUTE,
-            body=BytesBody(message.json),
+            route=route or DEFAULT_ROUTE,
+            body=body,
             max_body_bytes=self._max_body_bytes,
             request_id=request_id,
             headers=headers,
+            content_type=content_type or raw.DEFAULT_CONTENT_TYPE,
         )
+
+
+async def _refuse_stream(result: Any, route: str, stream_rpc: str, rpc: str) -> None:
+    """A unary RPC cannot carry a stream: stop the model's generator and say which RPC can."""
+    if isinstance(result, ChunkStream):
+        await result.aclose()
+        instead = f"call {stream_rpc} instead of {rpc}" if stream_rpc else \
+            f"{rpc} answers with one message"
+        raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{route} streams its output; {instead}")
+
+
+def _stream_reply(context: Context, single: Callable[[str, Any], Any],
+                  per_chunk: Callable[[str, Any], Any]) -> Reply[None]:
+    """Write a ChunkStream message by message as the model yields, or a plain result as one."""
+
+    async def reply(request: Request, result: Any) -> None:
+        if not isinstance(result, ChunkStream):
+            await context.write(single(request.route, result))
+            return
+        try:
+            async for chunk in result:
+                await context.write(per_chunk(request.route, chunk))
+        finally:
+            await result.aclose()
+
+    return reply
 
 
 def _chunk_message(route: str, chunk: Any) -> PredictStreamResponse:

@@ -32,7 +32,8 @@ def test_lists_services(channel: grpc.Channel) -> None:
 def test_describes_model_service(channel: grpc.Channel) -> None:
     pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
     model = pool.FindServiceByName(SERVICE_NAME)
-    assert {m.name: m.server_streaming for m in model.methods} == {
-        "Predict": False, "PredictStream": True}
+    assert {m.name: (m.client_streaming, m.server_streaming) for m in model.methods} == {
+        "Predict": (False, False), "PredictStream": (False, True),
+        "Invoke": (False, False), "InvokeStream": (False, True), "Upload": (True, False)}
     chunk = pool.FindMessageTypeByName("twinserve.v1.PredictStreamResponse")
     assert [f.name for f in chunk.oneofs_by_name["chunk"].fields] == ["text", "data", "json"]

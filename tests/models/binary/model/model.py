@@ -24,6 +24,8 @@ class Model:
         if kind == "response":
             return Response(b"a,b\n1,2\n", status=201, content_type="text/csv",
                             headers={"X-Extra": "yes"})
+        if kind == "refusal":
+            return Response(b"no such thing\n", status=404, content_type="text/plain")
         if kind == "starlette":
             return StarletteLikeResponse(b"<p>hi</p>", 202, "text/html")
         return {"got": model_input}
