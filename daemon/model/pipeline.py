@@ -344,8 +344,13 @@ async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurren
         await asyncio.get_running_loop().run_in_executor(executor, close_after_pending)
 
 
+_PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
 def _as_response(result: Any, binary: bool, method: str) -> Any:
     """Bytes and response objects go out as they are; a binary (msgpack) call gets msgpack."""
+    if not binary and isinstance(result, _PLAIN):
+        return result  # the common case, decided without probing attributes
     if isinstance(result, Response):
         return result
     if isinstance(result, (bytes, bytearray, memoryview)):
