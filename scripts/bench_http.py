@@ -94,10 +94,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_round(duration: int) -> dict[str, dict[str, float]]:
+def model_copy(model: str, access_log: bool, root: Path) -> Path:
+    """examples/<model> with the access log as asked (the bare handler writes none)."""
+    target = root / model
+    if not target.exists():
+        shutil.copytree(EXAMPLES / model, target)
+        config = (target / "config.yaml").read_text()
+        (target / "config.yaml").write_text(
+            f"{config}\nserver:\n  access_log: {'true' if access_log else 'false'}\n")
+    return target
+
+
+def run_round(duration: int, models: Path, access_log: bool) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for name, model in (("echo", "echo"), ("stream", "streaming")):
-        with DaemonProcess(EXAMPLES / model) as daemon:
+        with DaemonProcess(model_copy(model, access_log, models)) as daemon:
             daemon.wait_ready()
             subprocess.run(["taskset", "-p", "-c", "0", str(daemon.proc.pid)], check=True,
                            capture_output=True)
@@ -119,10 +130,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--access-log", action="store_true",
+                        help="keep the daemon's access log on (default off, like the bare handler)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
-    rounds = [run_round(args.duration) for _ in range(args.rounds)]
+    with tempfile.TemporaryDirectory() as models:
+        rounds = [run_round(args.duration, Path(models), args.access_log)
+                  for _ in range(args.rounds)]
     median = {key: {m: statistics.median(r[key][m] for r in rounds) for m in ("rps", "latency_ms")}
               for key in rounds[0]}
     echo_ratio = median["twinserve_echo"]["rps"] / median["bare_echo"]["rps"]
