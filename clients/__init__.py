@@ -8,6 +8,9 @@
             ...
         answer = client.predict_raw(b"...", content_type="application/x-protobuf")
         answer.data, answer.content_type
+        client.chat_completions({"messages": [...]})  # the /v1 APIs: also completions,
+        for event in client.messages_stream({...}):   # embeddings, messages, responses
+            ...
 """
 
 # `import X as X` marks each name as a deliberate re-export for type checkers.

@@ -8,6 +8,8 @@ from daemon.grpc.codes import code_for_status
 
 # The error line the HTTP front end writes when a stream fails after it started carries only
 # the error's "type"; these are the gRPC codes the gRPC front end sends for the same errors.
+# The /v1 routes name some kinds as OpenAI and Anthropic do (daemon/openai/wire.py,
+# daemon/anthropic/wire.py).
 _CODE_BY_KIND = {
     "invalid_request_error": "INVALID_ARGUMENT",
     "request_too_large": "RESOURCE_EXHAUSTED",
@@ -18,6 +20,9 @@ _CODE_BY_KIND = {
     "timeout_error": "DEADLINE_EXCEEDED",
     "model_error": "INTERNAL",
     "internal_error": "INTERNAL",
+    "rate_limit_error": "RESOURCE_EXHAUSTED",
+    "server_error": "INTERNAL",
+    "api_error": "INTERNAL",
 }
 
 
@@ -48,8 +53,13 @@ def error_from_http(status: int, body: Any, text: str | None = None) -> Twinserv
 
 
 def error_from_stream_line(body: Any) -> TwinserveError | None:
-    """The error line that ends a failed HTTP stream, or None if `body` is not one."""
-    if not (isinstance(body, dict) and len(body) == 1 and isinstance(body.get("error"), dict)):
+    """The error line (or SSE event) that ends a failed HTTP stream, or None if `body` is not
+    one: `{"error": {...}}`, or Anthropic's `{"type": "error", "error": {...}, "request_id"}`."""
+    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        return None
+    if set(body) != {"error"} and set(body) != {"type", "error", "request_id"}:
+        return None
+    if len(body) > 1 and body["type"] != "error":
         return None
     kind = body["error"].get("type")
     message, request_id = _message_and_id(body)
@@ -63,6 +73,6 @@ def _message_and_id(body: Any) -> tuple[str | None, str | None]:
     if not isinstance(error, dict):
         return None, None
     message = error.get("message")
-    request_id = error.get("request_id")
+    request_id = error.get("request_id", body.get("request_id"))
     return (message if isinstance(message, str) else None,
             request_id if isinstance(request_id, str) else None)

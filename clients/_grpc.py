@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from clients._api import ApiCalls, AsyncApiCalls
 from clients._errors import TwinserveError
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
 from clients._raw import DEFAULT_CONTENT_TYPE, AsyncRawBody, RawBody, RawResponse
@@ -35,7 +36,7 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
                     ("grpc.max_send_message_length", -1)]
 
 
-class GrpcClient:
+class GrpcClient(ApiCalls):
     """Blocking client for a twinserve daemon's gRPC port (plaintext, e.g. "host:50051").
 
     Args:
@@ -126,7 +127,7 @@ class GrpcClient:
         self.close()
 
 
-class AsyncGrpcClient:
+class AsyncGrpcClient(AsyncApiCalls):
     """asyncio client for a twinserve daemon's gRPC port; options as for GrpcClient.
 
     Create it inside the event loop that uses it.

@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
+from clients._api import ApiCalls, AsyncApiCalls
 from clients._http_wire import (
-    StreamDecoder,
+    decoder_for,
     error_from_response,
     error_from_transport,
     is_json,
@@ -34,7 +35,7 @@ def _client_kwargs(url: str, options: CallOptions) -> dict[str, Any]:
     }
 
 
-class HttpClient:
+class HttpClient(ApiCalls):
     """Blocking client for a twinserve daemon's HTTP port (e.g. "http://host:8080").
 
     Args:
@@ -63,7 +64,8 @@ class HttpClient:
 
     def predict_stream(self, obj: Any, *,
                        route: str = DEFAULT_ROUTE) -> Generator[Any, None, None]:
-        """Yield the route's chunks as they arrive (see StreamDecoder for what HTTP keeps).
+        """Yield the route's chunks as they arrive (see StreamDecoder for what HTTP keeps);
+        a /v1 route's server-sent events come out as their JSON payloads.
 
         Closing the generator early closes the connection, which cancels the model's work.
         """
@@ -72,7 +74,7 @@ class HttpClient:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_response(response)
-                decoder = StreamDecoder(response.headers.get("content-type", ""))
+                decoder = decoder_for(response.headers.get("content-type", ""))
                 try:
                     for piece in response.iter_raw():
                         yield from decoder.feed(piece)
@@ -106,7 +108,7 @@ class HttpClient:
         self.close()
 
 
-class AsyncHttpClient:
+class AsyncHttpClient(AsyncApiCalls):
     """asyncio client for a twinserve daemon's HTTP port; options as for HttpClient."""
 
     def __init__(self, url: str, *, timeout: float | None = None, api_key: str | None = None,
@@ -137,7 +139,7 @@ class AsyncHttpClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_from_response(response)
-                decoder = StreamDecoder(response.headers.get("content-type", ""))
+                decoder = decoder_for(response.headers.get("content-type", ""))
                 try:
                     async for piece in response.aiter_raw():
                         for chunk in decoder.feed(piece):

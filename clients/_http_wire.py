@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from clients._errors import TwinserveError, error_from_http, error_from_stream_line
 from clients._options import decode_json
 from clients._raw import RawResponse
+from clients._sse import SseDecoder
 
 _ERROR_LINE_START = b'{"error":'
 
@@ -68,6 +69,24 @@ def error_from_transport(exc: httpx.HTTPError) -> TwinserveError:
     if isinstance(exc, httpx.TimeoutException):
         return TwinserveError("DEADLINE_EXCEEDED", f"timed out: {exc}")
     return TwinserveError("UNAVAILABLE", f"{type(exc).__name__}: {exc}")
+
+
+class ChunkDecoder(Protocol):
+    """A streamed body's pieces in, the chunks (or events) it carried out."""
+
+    def feed(self, piece: bytes) -> list[Any]: ...
+
+    def end(self) -> list[Any]: ...
+
+    def broken(self) -> TwinserveError: ...
+
+
+def decoder_for(content_type: str) -> ChunkDecoder:
+    """The /v1 routes stream server-sent events: decoded into their JSON payloads, as the
+    gRPC front end sends them; any other stream into the chunks the model yielded."""
+    if content_type.startswith("text/event-stream"):
+        return SseDecoder()
+    return StreamDecoder(content_type)
 
 
 class StreamDecoder:

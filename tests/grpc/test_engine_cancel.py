@@ -1,14 +1,16 @@
-"""A gRPC client that cancels, or whose deadline passes, stops the engine's backend."""
+"""A gRPC client that cancels, or whose deadline passes, stops the engine's backend: on
+predict and on the /v1 routes' streams."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
 
-from clients import GrpcClient, TwinserveError
+from clients import AsyncGrpcClient, GrpcClient, TwinserveError
 from daemon.grpc import service
 from daemon.grpc.proto.v1.model_pb2 import PredictRequest, PredictResponse
 from tests.harness import MODELS, DaemonProcess
@@ -60,3 +62,33 @@ def test_deadline_stops_the_backend(daemon: DaemonProcess) -> None:
 def test_keeps_serving_after_cancels(daemon: DaemonProcess) -> None:
     with GrpcClient(daemon.grpc_target) as client:
         assert len(client.predict({"prompt": "x", "max_tokens": 2})["text"].split()) == 2
+
+
+@pytest.mark.parametrize(("call", "body"), [
+    ("chat_completions_stream", {"messages": [{"role": "user", "content": "x"}]}),
+    ("completions_stream", {"prompt": "x"}),
+    ("messages_stream", {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+    ("responses_stream", {"input": "x"}),
+])
+def test_leaving_a_v1_stream_stops_the_backend(daemon: DaemonProcess, call: str,
+                                               body: dict[str, Any]) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    limit = "max_output_tokens" if call == "responses_stream" else "max_tokens"
+    with GrpcClient(daemon.grpc_target) as client:
+        events = getattr(client, call)({**body, limit: 10_000})
+        for _ in range(6):  # past the opening events, into the deltas
+            next(events)
+        assert metric(daemon, "twinserve_engine_in_flight") == 1
+        events.close()  # cancels the call
+    assert_backend_stopped(daemon, cancelled)
+
+
+async def test_leaving_an_async_v1_stream_stops_the_backend(daemon: DaemonProcess) -> None:
+    cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    async with AsyncGrpcClient(daemon.grpc_target) as client:
+        events = client.chat_completions_stream({"messages": [{"role": "user", "content": "x"}],
+                                                 "max_tokens": 10_000})
+        for _ in range(3):
+            await anext(events)
+        await events.aclose()
+    assert_backend_stopped(daemon, cancelled)
