@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from daemon.call_stats import CallStats
+
 # Cancel latencies we care about are a few milliseconds; the tail up to a second shows stalls.
 _CANCEL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
-_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0, 30.0, 60.0, 120.0)
 _TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -44,19 +44,8 @@ class Metrics:
             registry=self.registry,
         )
 
-        self.requests = Counter(
-            "twinserve_requests",
-            "Finished calls, by transport, route and answer (HTTP status or gRPC code name).",
-            ["transport", "route", "code"],
-            registry=self.registry,
-        )
-        self.request_duration = Histogram(
-            "twinserve_request_duration_seconds",
-            "From a call's arrival to its answer (the end of the stream, for streams).",
-            ["transport", "route"],
-            buckets=_REQUEST_BUCKETS,
-            registry=self.registry,
-        )
+        self.calls = CallStats()
+        self.registry.register(self.calls)
         self.in_flight = Gauge(
             "twinserve_in_flight",
             "Model calls being handled (queued, running or streaming), both transports.",

@@ -26,8 +26,8 @@ from daemon.errors import (
     NotReady,
     TwinserveError,
 )
-from daemon.metrics import Metrics
 from daemon.admission import AdmissionController
+from daemon.metrics import Metrics
 from daemon.model.interrupt import Interrupt
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request
@@ -132,14 +132,6 @@ class ModelPipeline:
         self._has_post = "postprocess" in specs
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    def routes(self) -> list[str]:
-        """The endpoint methods this model serves."""
-        return [name for name in self._specs if name not in ("preprocess", "postprocess")]
 
     async def load(self) -> None:
         """Construct the model and run its load(); the daemon is ready once this returns."""
