@@ -36,6 +36,25 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
                     ("grpc.max_send_message_length", -1)]
 
 
+def _bind(channel: Any) -> tuple[Any, Any, Any, Any]:
+    """Predict, PredictStream, Invoke and Upload on `channel`, sync or asyncio alike (both
+    channel kinds make multicallables with the same calls)."""
+    return (
+        channel.unary_unary(service.method_path(service.PREDICT),
+                            request_serializer=PredictRequest.SerializeToString,
+                            response_deserializer=PredictResponse.FromString),
+        channel.unary_stream(service.method_path(service.PREDICT_STREAM),
+                             request_serializer=PredictStreamRequest.SerializeToString,
+                             response_deserializer=PredictStreamResponse.FromString),
+        channel.unary_unary(service.method_path(service.INVOKE),
+                            request_serializer=InvokeRequest.SerializeToString,
+                            response_deserializer=InvokeResponse.FromString),
+        channel.stream_unary(service.method_path(service.UPLOAD),
+                             request_serializer=UploadRequest.SerializeToString,
+                             response_deserializer=InvokeResponse.FromString),
+    )
+
+
 class GrpcClient(ApiCalls):
     """Blocking client for a twinserve daemon's gRPC port (plaintext, e.g. "host:50051").
 
@@ -50,26 +69,7 @@ class GrpcClient(ApiCalls):
         self._options = CallOptions(timeout, api_key, dict(headers or {}))
         self._metadata = self._options.header_items()
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._predict = self._channel.unary_unary(
-            service.method_path(service.PREDICT),
-            request_serializer=PredictRequest.SerializeToString,
-            response_deserializer=PredictResponse.FromString,
-        )
-        self._predict_stream = self._channel.unary_stream(
-            service.method_path(service.PREDICT_STREAM),
-            request_serializer=PredictStreamRequest.SerializeToString,
-            response_deserializer=PredictStreamResponse.FromString,
-        )
-        self._invoke = self._channel.unary_unary(
-            service.method_path(service.INVOKE),
-            request_serializer=InvokeRequest.SerializeToString,
-            response_deserializer=InvokeResponse.FromString,
-        )
-        self._upload = self._channel.stream_unary(
-            service.method_path(service.UPLOAD),
-            request_serializer=UploadRequest.SerializeToString,
-            response_deserializer=InvokeResponse.FromString,
-        )
+        self._predict, self._predict_stream, self._invoke, self._upload = _bind(self._channel)
 
     def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -138,26 +138,7 @@ class AsyncGrpcClient(AsyncApiCalls):
         self._options = CallOptions(timeout, api_key, dict(headers or {}))
         self._metadata = self._options.header_items()
         self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._predict = self._channel.unary_unary(
-            service.method_path(service.PREDICT),
-            request_serializer=PredictRequest.SerializeToString,
-            response_deserializer=PredictResponse.FromString,
-        )
-        self._predict_stream = self._channel.unary_stream(
-            service.method_path(service.PREDICT_STREAM),
-            request_serializer=PredictStreamRequest.SerializeToString,
-            response_deserializer=PredictStreamResponse.FromString,
-        )
-        self._invoke = self._channel.unary_unary(
-            service.method_path(service.INVOKE),
-            request_serializer=InvokeRequest.SerializeToString,
-            response_deserializer=InvokeResponse.FromString,
-        )
-        self._upload = self._channel.stream_unary(
-            service.method_path(service.UPLOAD),
-            request_serializer=UploadRequest.SerializeToString,
-            response_deserializer=InvokeResponse.FromString,
-        )
+        self._predict, self._predict_stream, self._invoke, self._upload = _bind(self._channel)
 
     async def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
