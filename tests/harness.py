@@ -21,6 +21,14 @@ MODELS = Path(__file__).resolve().parent / "models"
 _LISTENING = re.compile(r"listening http=(\S+):(\d+)(?: grpc=(\S+):(\d+))?")
 
 
+def copy_model(root: Path, source: Path, config: str) -> Path:
+    """`source`'s model code under a config.yaml of the test's own, in `root`."""
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    (root / "model" / "model.py").write_text((source / "model" / "model.py").read_text())
+    (root / "config.yaml").write_text(config)
+    return root
+
+
 class DaemonProcess:
     """One `twinserve serve` subprocess. Its stderr is collected in `.log_lines`."""
 

@@ -18,26 +18,17 @@ from grpc_health.v1 import health_pb2
 
 from clients import GrpcClient, HttpClient, TwinserveError
 from tests.grpc.test_health import Health
-from tests.harness import MODELS, DaemonProcess
+from tests.harness import MODELS, DaemonProcess, copy_model
 from tests.scrape import metric, wait_for_metric
 from tests.transports import TRANSPORTS, connect
 
 KEY = "s3cret-key"
 
 
-def model_dir(root: Path, source_model: str, config: str) -> Path:
-    """A copy of tests/models/<source_model>'s code under a config of the test's own."""
-    (root / "model").mkdir(parents=True)
-    (root / "model" / "model.py").write_text(
-        (MODELS / source_model / "model" / "model.py").read_text())
-    (root / "config.yaml").write_text(config)
-    return root
-
-
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """One slot, one queue place, 1.5 s per call, an API key, and a 2 KiB header limit."""
-    root = model_dir(tmp_path_factory.mktemp("limited"), "concurrency",
+    root = copy_model(tmp_path_factory.mktemp("limited"), MODELS / "concurrency",
                      "model_name: limited\nruntime:\n  predict_concurrency: 1\n  max_queue: 1\n"
                      "  request_timeout_s: 1.5\n  max_header_bytes: 2048\n")
     with DaemonProcess(root, env={"TWINSERVE_API_KEY": KEY}) as daemon:
@@ -222,7 +213,7 @@ def test_request_metrics_by_transport_route_and_code(limited: DaemonProcess, cli
 
 
 def test_json_logs_without_access_log(tmp_path: Path) -> None:
-    root = model_dir(tmp_path, "errors", "server:\n  log_format: json\n  access_log: false\n")
+    root = copy_model(tmp_path, MODELS / "errors", "server:\n  log_format: json\n  access_log: false\n")
     with DaemonProcess(root) as daemon:
         daemon.wait_ready()
         httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
@@ -252,7 +243,7 @@ def test_oversized_headers_are_refused(limited: DaemonProcess, client: Any) -> N
 
 
 def _stream_model(tmp_path: Path, drain_timeout: float) -> Path:
-    return model_dir(tmp_path, "streaming",
+    return copy_model(tmp_path, MODELS / "streaming",
                      f"runtime:\n  predict_concurrency: 4\n  drain_timeout_s: {drain_timeout}\n")
 
 

@@ -18,7 +18,7 @@ import pytest
 from daemon.grpc import service
 from daemon.grpc.proto.v1.model_pb2 import InvokeRequest, InvokeResponse, UploadRequest
 from tests.conftest import StartDaemon
-from tests.harness import MODELS, DaemonProcess
+from tests.harness import MODELS, DaemonProcess, copy_model
 
 MiB = 1024 * 1024
 
@@ -30,11 +30,8 @@ def streaming(start_daemon: StartDaemon) -> DaemonProcess:
 
 @pytest.fixture(scope="module")
 def upload(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
-    root = tmp_path_factory.mktemp("upload")
-    (root / "model").mkdir()
-    (root / "model" / "model.py").write_text((MODELS / "upload/model/model.py").read_text())
-    (root / "config.yaml").write_text(f"model_name: upload\nruntime:\n  max_request_bytes: "
-                                      f"{300 * MiB}\n")
+    root = copy_model(tmp_path_factory.mktemp("upload"), MODELS / "upload",
+                      f"model_name: upload\nruntime:\n  max_request_bytes: {300 * MiB}\n")
     return start_daemon(root)
 
 
@@ -160,10 +157,8 @@ def test_200_mib_upload_streams_through_in_bounded_memory(upload: DaemonProcess,
 
 def test_upload_over_the_limit_is_resource_exhausted(start_daemon: StartDaemon,
                                                      tmp_path: Path) -> None:
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "model.py").write_text((MODELS / "upload/model/model.py").read_text())
-    (tmp_path / "config.yaml").write_text("runtime:\n  max_request_bytes: 100000\n")
-    daemon = start_daemon(tmp_path)
+    daemon = start_daemon(copy_model(tmp_path, MODELS / "upload",
+                                     "runtime:\n  max_request_bytes: 100000\n"))
     for stubs in stubs_for(daemon):
         with pytest.raises(grpc.RpcError) as info:
             stubs.upload(UploadRequest(data=b"x" * 50_000) for _ in range(10))

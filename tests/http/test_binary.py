@@ -14,7 +14,7 @@ import msgpack
 import pytest
 
 from tests.conftest import StartDaemon
-from tests.harness import MODELS, DaemonProcess
+from tests.harness import MODELS, DaemonProcess, copy_model
 
 MiB = 1024 * 1024
 
@@ -26,11 +26,8 @@ def binary(start_daemon: StartDaemon) -> DaemonProcess:
 
 @pytest.fixture(scope="module")
 def upload(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
-    root = tmp_path_factory.mktemp("upload")
-    (root / "model").mkdir()
-    (root / "model" / "model.py").write_text((MODELS / "upload/model/model.py").read_text())
-    (root / "config.yaml").write_text(f"model_name: upload\nruntime:\n  max_request_bytes: "
-                                      f"{300 * MiB}\n")
+    root = copy_model(tmp_path_factory.mktemp("upload"), MODELS / "upload",
+                      f"model_name: upload\nruntime:\n  max_request_bytes: {300 * MiB}\n")
     return start_daemon(root)
 
 
@@ -98,10 +95,8 @@ def test_200_mib_chunked_upload_streams_through_in_bounded_memory(upload: Daemon
 
 
 def test_streamed_upload_over_the_limit_is_413(start_daemon: StartDaemon, tmp_path: Path) -> None:
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "model.py").write_text((MODELS / "upload/model/model.py").read_text())
-    (tmp_path / "config.yaml").write_text("runtime:\n  max_request_bytes: 100000\n")
-    daemon = start_daemon(tmp_path)
+    daemon = start_daemon(copy_model(tmp_path, MODELS / "upload",
+                                     "runtime:\n  max_request_bytes: 100000\n"))
 
     def body() -> Iterator[bytes]:
         for _ in range(10):

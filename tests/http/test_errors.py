@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartDaemon
-from tests.harness import EXAMPLES, MODELS, DaemonProcess
+from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model
 
 LIMIT = 4096
 
@@ -20,11 +20,8 @@ def errors(start_daemon: StartDaemon) -> DaemonProcess:
 
 @pytest.fixture(scope="module")
 def small_limit(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
-    root = tmp_path_factory.mktemp("small_limit")
-    (root / "model").mkdir()
-    (root / "model" / "model.py").write_text((EXAMPLES / "echo/model/model.py").read_text())
-    (root / "config.yaml").write_text(f"runtime:\n  max_request_bytes: {LIMIT}\n")
-    return start_daemon(root)
+    return start_daemon(copy_model(tmp_path_factory.mktemp("small_limit"), EXAMPLES / "echo",
+                                   f"runtime:\n  max_request_bytes: {LIMIT}\n"))
 
 
 def _error(response: httpx.Response, status: int, kind: str) -> str:
