@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,9 @@ import pytest
 
 from clients import AsyncGrpcClient, AsyncHttpClient, TwinserveError
 from tests.harness import EXAMPLES, MODELS
-from tests.transports import TRANSPORTS, Client, Daemons, connect, daemons, transport
+from tests.transports import TRANSPORTS, Client, Daemons, client_for, connect, daemons, transport
 
-__all__ = ["daemons", "transport"]  # fixtures used here
-
-
-@pytest.fixture
-def client_for(daemons: Daemons, transport: str) -> Iterator[Any]:
-    opened: list[Client] = []
-
-    def open_client(model: Path, **options: Any) -> Client:
-        client = connect(daemons(model), transport, **options)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        client.close()
+__all__ = ["client_for", "daemons", "transport"]  # fixtures used here
 
 
 def error_of(fn: Any, *args: Any) -> TwinserveError:

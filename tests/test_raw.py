@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -20,25 +19,11 @@ import pytest
 from clients import AsyncGrpcClient, AsyncHttpClient, RawResponse, TwinserveError
 from daemon.grpc.proto.v1.tensors_pb2 import Tensor, TensorBatch, TensorBatchStats
 from tests.harness import EXAMPLES, MODELS
-from tests.transports import Client, Daemons, connect, daemons, transport
+from tests.transports import Daemons, client_for, daemons, transport
 
-__all__ = ["daemons", "transport"]  # fixtures used here
+__all__ = ["client_for", "daemons", "transport"]  # fixtures used here
 
 PROTOBUF = "application/x-protobuf"
-
-
-@pytest.fixture
-def client_for(daemons: Daemons, transport: str) -> Iterator[Any]:
-    opened: list[Client] = []
-
-    def open_client(model: Path, **options: Any) -> Client:
-        client = connect(daemons(model), transport, **options)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        client.close()
 
 
 def pieces(data: bytes, size: int) -> Iterator[bytes]:

@@ -45,6 +45,21 @@ def daemons() -> Iterator[Daemons]:
         daemon.stop()
 
 
+@pytest.fixture
+def client_for(daemons: Daemons, transport: str) -> Iterator[Any]:
+    """Open clients for model directories over this test's transport; closed afterwards."""
+    opened: list[Client] = []
+
+    def open_client(model: Path, **options: Any) -> Client:
+        client = connect(daemons(model), transport, **options)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        client.close()
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
