@@ -35,10 +35,16 @@ class AdmissionController:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in line if allowed; Overloaded when the line is full or slow."""
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one and nobody is waiting for it; never waits."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if allowed; Overloaded when the line is full or slow."""
+        if self.try_acquire():
             return
         if self._max_queue is not None and len(self._waiters) >= self._max_queue:
             raise Overloaded(

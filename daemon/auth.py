@@ -12,12 +12,9 @@ AuthCheck = Callable[[Mapping[str, str]], None]
 """Raises Unauthenticated unless the headers (or gRPC metadata) may call the model."""
 
 
-def auth_check(api_key: str | None) -> AuthCheck:
-    return ApiKeyCheck(api_key) if api_key else _open
-
-
-def _open(headers: Mapping[str, str]) -> None:
-    return None
+def auth_check(api_key: str | None) -> AuthCheck | None:
+    """The check for `api_key`; None when no key is configured and every call may pass."""
+    return ApiKeyCheck(api_key) if api_key else None
 
 
 class ApiKeyCheck:

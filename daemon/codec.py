@@ -46,6 +46,8 @@ BINARY_CONTENT_TYPES = frozenset(
 
 def is_binary(content_type: str) -> bool:
     """Whether a body of this type carries msgpack (Truss's binary convention)."""
+    if content_type == "application/json":
+        return False  # the common case, without the parsing
     return content_type.split(";", 1)[0].strip().lower() in BINARY_CONTENT_TYPES
 
 
@@ -66,8 +68,10 @@ def pack(value: Any) -> bytes:
 def encode_result(route: str, value: Any) -> bytes:
     """A route's (non-streamed) result as both transports send it; ModelError if it can't be."""
     try:
+        if orjson is not None:  # dumps() inlined: this runs on every call
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
         return dumps(value)
-    except TypeError as exc:
+    except TypeError as exc:  # orjson.JSONEncodeError is one
         raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
 
 

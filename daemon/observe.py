@@ -4,17 +4,41 @@ metrics and one access-log line."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from daemon.logs import log_access
 from daemon.metrics import Metrics
+from daemon.model.signature import ENDPOINT_METHODS
+
+Finished = Callable[[str | int, float, str], None]
+"""(code, started, request_id): records one finished call; `started` is its
+time.perf_counter() on arrival."""
+
+_MODEL_ROUTES = frozenset(ENDPOINT_METHODS)
 
 
 class CallObserver:
     def __init__(self, metrics: Metrics) -> None:
         self._calls = metrics.calls
+        self._recorders: dict[tuple[str, str], Finished] = {}
+
+    def recorder(self, transport: str, route: str) -> Finished:
+        """The recorder of one route, for a front end to keep and call per finished call."""
+        recorder = self._recorders.get((transport, route))
+        if recorder is None:
+            record = self._calls.route(transport, route).record
+
+            def recorder(code: str | int, started: float, request_id: str) -> None:
+                seconds = time.perf_counter() - started
+                record(code, seconds)
+                log_access(transport, route, code, seconds, request_id)
+
+            self._recorders[(transport, route)] = recorder
+        return recorder
 
     def finished(self, transport: str, route: str, code: str | int, started: float,
                  request_id: str) -> None:
-        """`started` is the call's time.perf_counter() on arrival."""
-        self._calls.record(transport, route, str(code), time.perf_counter() - started)
-        log_access(transport, route, code, started, request_id)
+        """Record a call to a model route named by the client (gRPC's `route` field); any
+        name that is not a model route is labelled "unmatched", so labels stay few."""
+        label = route if route in _MODEL_ROUTES else "unmatched"
+        self.recorder(transport, label)(code, started, request_id)

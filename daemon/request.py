@@ -115,8 +115,8 @@ class Request:
         self.route = route
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else Headers()
-        self.query: Mapping[str, str] = query or {}
-        self.path = path
+        self._query: Mapping[str, str] = query or {}
+        self._path = path
         self._body_source = body
         self._max_body_bytes = max_body_bytes
         self._body: bytes | None = None
@@ -125,6 +125,16 @@ class Request:
         self.disconnect_reason: str | None = None
         self._disconnected_event: threading.Event | None = None  # made on first use
         self._disconnect_callbacks: list[Callable[[], None]] = []
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        """The URL's query parameters (HTTP); empty on gRPC."""
+        return self._query
+
+    @property
+    def path(self) -> str:
+        """The URL's path (HTTP); empty on gRPC."""
+        return self._path
 
     # -- body -------------------------------------------------------------------------------
 
@@ -138,17 +148,13 @@ class Request:
         return self._body
 
     async def json(self) -> Any:
-        data = await self.body()
-        if not data:
-            raise InvalidInput("request body is empty; expected JSON")
-        return codec.loads(data)
+        return _parse_json(await self.body())
 
     async def parsed_input(self) -> Any:
         """The body as a model's input: msgpack for binary content types (Truss's
         convention), JSON otherwise."""
-        if codec.is_binary(self.content_type):
-            return codec.unpack(await self.body())
-        return await self.json()
+        data = await self.body()
+        return codec.unpack(data) if codec.is_binary(self.content_type) else _parse_json(data)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Iterate the body as it arrives, without holding it all in memory."""
@@ -218,6 +224,12 @@ class Request:
 
 def _noop() -> None:
     return None
+
+
+def _parse_json(data: bytes) -> Any:
+    if not data:
+        raise InvalidInput("request body is empty; expected JSON")
+    return codec.loads(data)
 
 
 _id_prefix = os.urandom(6).hex()

@@ -110,7 +110,7 @@ def run_round(duration: int, models: Path, access_log: bool) -> dict[str, dict[s
     for name, model in (("echo", "echo"), ("stream", "streaming")):
         with DaemonProcess(model_copy(model, access_log, models)) as daemon:
             daemon.wait_ready()
-            subprocess.run(["taskset", "-p", "-c", "0", str(daemon.proc.pid)], check=True,
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(daemon.proc.pid)], check=True,
                            capture_output=True)
             body = PAYLOAD if name == "echo" else STREAM_PAYLOAD
             results[f"twinserve_{name}"] = wrk(f"{daemon.http_url}/predict", body, duration)

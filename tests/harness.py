@@ -66,6 +66,18 @@ class DaemonProcess:
     def log(self) -> str:
         return "\n".join(self.log_lines)
 
+    def wait_for_log(self, *texts: str, timeout: float = 5.0) -> list[str]:
+        """The log lines holding every one of `texts`, once there is one: the daemon writes
+        its log on its own schedule, so a line may land after the answer that caused it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.log_lines if all(text in line for text in texts)]
+            if lines:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {texts!r} after {timeout}s:\n{self.log}")
+            time.sleep(0.02)
+
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"

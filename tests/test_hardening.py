@@ -188,12 +188,8 @@ def test_request_id_reaches_error_and_log(limited: DaemonProcess, transport: str
     rid = f"trace-{transport}-0001"
     err = error_of(client(limited, transport, headers={"x-request-id": rid}).predict, "oops")
     assert err.code == "INTERNAL" and err.request_id == rid
-    deadline = time.monotonic() + 2
-    while not any(rid in line and "twinserve.access" in line for line in limited.log_lines):
-        assert time.monotonic() < deadline, limited.log
-        time.sleep(0.02)
-    model_error = [line for line in limited.log_lines if rid in line and "ERROR" in line]
-    assert model_error, limited.log
+    limited.wait_for_log(rid, "twinserve.access")
+    limited.wait_for_log(rid, "ERROR")
 
 
 def test_request_metrics_by_transport_route_and_code(limited: DaemonProcess, client: Any) -> None:

@@ -24,7 +24,7 @@ class GrpcServer:
     """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` drains it."""
 
     def __init__(self, pipeline: ModelPipeline, config: Config, observer: CallObserver,
-                 auth: AuthCheck) -> None:
+                 auth: AuthCheck | None) -> None:
         self._pipeline = pipeline
         self._config = config
         self._observer = observer

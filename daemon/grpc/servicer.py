@@ -50,7 +50,7 @@ class ModelServicer:
     """The handlers of twinserve.v1.ModelService, bound to one pipeline."""
 
     def __init__(self, pipeline: ModelPipeline, max_body_bytes: int, observer: CallObserver,
-                 auth: AuthCheck) -> None:
+                 auth: AuthCheck | None) -> None:
         self._pipeline = pipeline
         self._max_body_bytes = max_body_bytes
         self._observer = observer
@@ -141,7 +141,8 @@ class ModelServicer:
         started = time.perf_counter()
         # Aborts stay outside the try: context.abort() raises AbortError, an Exception.
         try:
-            self._auth(request.headers)
+            if self._auth is not None:
+                self._auth(request.headers)
             result = await self._pipeline.call(request.route, request)
             answer = await reply(request, result)
         except asyncio.CancelledError:

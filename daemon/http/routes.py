@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from daemon import codec
+from daemon.config import Config
 from daemon.errors import NotFound, NotReady, PayloadTooLarge
 from daemon.http import formats
+from daemon.http.boundary import Boundary, Handler
 from daemon.http.errors import error_response
-from daemon.http.keys import CONFIG, METRICS, PIPELINE, request_id_of, set_route
 from daemon.http.streaming import write_chunks
-from daemon.model.pipeline import ChunkStream
+from daemon.metrics import Metrics
+from daemon.model.pipeline import ChunkStream, ModelPipeline
 from daemon.request import Request, Response
+
+API_ROUTES = {
+    "/v1/chat/completions": "chat_completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+    "/v1/responses": "responses",
+}
+JSON = "application/json"
+_STARTED = int(time.time())
 
 
 class HttpBody:
@@ -43,125 +56,129 @@ class HttpBody:
         return self._request.content_length
 
 
-def to_request(request: web.Request, route: str, content_type: str | None = None) -> Request:
-    return Request(
-        transport="http",
-        route=route,
-        body=HttpBody(request),
-        max_body_bytes=request.app[CONFIG].model.runtime.max_request_bytes,
-        request_id=request_id_of(request),
-        headers=request.headers,  # already case-insensitive
-        query=request.query,
-        path=request.path,
-        content_type=content_type or request.headers.get("Content-Type") or "application/json",
-    )
+class HttpRequest(Request):
+    """The `Request` of an HTTP call: its path and query string are decoded only when read."""
+
+    def __init__(self, request: web.Request, route: str, request_id: str, max_body_bytes: int,
+                 content_type: str) -> None:
+        super().__init__(transport="http", route=route, body=HttpBody(request),
+                         max_body_bytes=max_body_bytes, request_id=request_id,
+                         headers=request.headers,  # already case-insensitive
+                         content_type=content_type)
+        self._http = request
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self._http.query
+
+    @property
+    def path(self) -> str:
+        return self._http.path
 
 
-async def call_route(request: web.Request, route: str,
-                     content_type: str | None = None) -> web.StreamResponse:
-    set_route(request, route)
-    twin = to_request(request, route, content_type)
-    result = await request.app[PIPELINE].call(route, twin)
-    if isinstance(result, ChunkStream):
-        return await write_chunks(request, result, twin.request_id, formats.for_path(request.path))
-    if isinstance(result, Response):
-        headers = {**result.headers, "Content-Type": result.content_type,
-                   "X-Request-Id": twin.request_id}
-        return web.Response(body=result.body, status=result.status, headers=headers)
-    return web.Response(body=codec.encode_result(route, result), content_type="application/json",
-                        headers={"X-Request-Id": twin.request_id})
+class Routes:
+    """The daemon's HTTP routes, bound to one pipeline."""
 
+    def __init__(self, pipeline: ModelPipeline, config: Config, metrics: Metrics) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._model_name = config.model.model_name
+        self._max_body_bytes = config.model.runtime.max_request_bytes
+        self._router: web.UrlDispatcher | None = None
+        self._fallback: web.AbstractResource | None = None
 
-async def predict(request: web.Request) -> web.StreamResponse:
-    return await call_route(request, "predict")
+    def add_to(self, router: web.UrlDispatcher, boundary: Boundary) -> None:
+        def model_route(path: str, route: str, **options: Any) -> None:
+            wire = formats.for_path(path)
+            call = functools.partial(self.call, route=route, wire=wire, **options)
+            router.add_post(path, boundary.wrap(call, route, wire))
 
+        def plain(path: str, handler: Handler, open_: bool = False) -> None:
+            router.add_get(path, boundary.wrap(handler, path, formats.for_path(path), open_))
 
-async def model_predict(request: web.Request) -> web.StreamResponse:
-    _check_model_name(request)
-    return await call_route(request, "predict")
+        model_route("/predict", "predict")
+        model_route("/v1/models/{name}:predict", "predict", check_name=True)
+        # Truss's binary route: the body is msgpack whatever the Content-Type says.
+        model_route("/v1/models/{name}:predict_binary", "predict", check_name=True,
+                    content_type="application/octet-stream")
+        for path, route in API_ROUTES.items():
+            model_route(path, route)
+        plain("/v1/models", self.list_models)
+        plain("/v1/models/{name}", self.model_info)
+        plain("/health/live", self.live, open_=True)
+        plain("/health/ready", self.ready, open_=True)
+        plain("/metrics", self.metrics, open_=True)
+        plain("/", self.root, open_=True)
+        # Last, so it only sees what no route above took: JSON 404s and 405s.
+        self._router = router
+        self._fallback = router.add_route(
+            "*", "/{path:.*}", boundary.wrap(self.unmatched, "unmatched", None)).resource
 
+    async def call(self, request: web.Request, request_id: str, *, route: str,
+                   wire: formats.WireFormat, content_type: str | None = None,
+                   check_name: bool = False) -> web.StreamResponse:
+        """Serve a model route: `route` names the model's method, `wire` the stream framing."""
+        if check_name:
+            self._check_model_name(request)
+        twin = HttpRequest(request, route, request_id, self._max_body_bytes,
+                           content_type or request.headers.get("Content-Type") or JSON)
+        result = await self._pipeline.call(route, twin)
+        if isinstance(result, ChunkStream):
+            return await write_chunks(request, result, request_id, wire)
+        if isinstance(result, Response):
+            headers = {**result.headers, "Content-Type": result.content_type,
+                       "X-Request-Id": request_id}
+            return web.Response(body=result.body, status=result.status, headers=headers)
+        return web.Response(body=codec.encode_result(route, result), content_type=JSON,
+                            headers={"X-Request-Id": request_id})
 
-async def model_predict_binary(request: web.Request) -> web.StreamResponse:
-    """Truss's binary route: the body is msgpack whatever the Content-Type says."""
-    _check_model_name(request)
-    return await call_route(request, "predict", "application/octet-stream")
+    # -- everything else --------------------------------------------------------------------
 
+    async def live(self, request: web.Request, request_id: str) -> web.Response:
+        return web.json_response({"status": "alive"})
 
-async def live(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    async def ready(self, request: web.Request, request_id: str) -> web.Response:
+        reason = await self._pipeline.not_ready_reason()
+        if reason is not None:
+            return error_response(NotReady(reason), request_id, formats.PREDICT)
+        return web.json_response({"status": "ready"})
 
+    async def root(self, request: web.Request, request_id: str) -> web.Response:
+        """Truss's liveness answer at `/`."""
+        return web.json_response({})
 
-async def ready(request: web.Request) -> web.Response:
-    reason = await request.app[PIPELINE].not_ready_reason()
-    if reason is not None:
-        return error_response(NotReady(reason), request_id_of(request), formats.PREDICT)
-    return web.json_response({"status": "ready"})
+    async def model_info(self, request: web.Request, request_id: str) -> web.Response:
+        """Truss's `GET /v1/models/{name}`: the model's name and whether it is ready."""
+        name = self._check_model_name(request)
+        reason = await self._pipeline.not_ready_reason()
+        return web.json_response({"name": name, "ready": reason is None})
 
+    async def list_models(self, request: web.Request, request_id: str) -> web.Response:
+        """OpenAI's `GET /v1/models`: the one model this daemon serves."""
+        return web.json_response({"object": "list", "data": [
+            {"id": self._model_name, "object": "model", "created": _STARTED,
+             "owned_by": "twinserve"},
+        ]})
 
-async def root(request: web.Request) -> web.Response:
-    """Truss's liveness answer at `/`."""
-    return web.json_response({})
+    async def metrics(self, request: web.Request, request_id: str) -> web.Response:
+        """Prometheus scrape endpoint (text format 0.0.4)."""
+        return web.Response(body=self._metrics.exposition(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
+    async def unmatched(self, request: web.Request, request_id: str) -> web.Response:
+        """No route took the request: 405 naming the methods if some route has its path,
+        else 404."""
+        assert self._router is not None
+        allowed: set[str] = set()
+        for resource in self._router.resources():
+            if resource is not self._fallback:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
 
-async def model_info(request: web.Request) -> web.Response:
-    """Truss's `GET /v1/models/{name}`: the model's name and whether it is ready."""
-    name = _check_model_name(request)
-    reason = await request.app[PIPELINE].not_ready_reason()
-    return web.json_response({"name": name, "ready": reason is None})
-
-
-def api_route(route: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A handler for one of the OpenAI/Anthropic-style routes, served by the model's method."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await call_route(request, route)
-
-    handler.__name__ = route
-    return handler
-
-
-async def list_models(request: web.Request) -> web.Response:
-    """OpenAI's `GET /v1/models`: the one model this daemon serves."""
-    config = request.app[CONFIG]
-    return web.json_response({"object": "list", "data": [
-        {"id": config.model.model_name, "object": "model", "created": _STARTED,
-         "owned_by": "twinserve"},
-    ]})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus scrape endpoint (text format 0.0.4)."""
-    return web.Response(body=request.app[METRICS].exposition(),
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-
-def _check_model_name(request: web.Request) -> str:
-    name = request.match_info["name"]
-    served = request.app[CONFIG].model.model_name
-    if name != served:
-        raise NotFound(f"no model named {name!r}; this daemon serves {served!r}")
-    return name
-
-
-API_ROUTES = {
-    "/v1/chat/completions": "chat_completions",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/v1/messages": "messages",
-    "/v1/responses": "responses",
-}
-_STARTED = int(time.time())
-
-
-def add_routes(app: web.Application) -> None:
-    for path, route in API_ROUTES.items():
-        app.router.add_post(path, api_route(route))
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_post("/predict", predict)
-    app.router.add_post("/v1/models/{name}:predict", model_predict)
-    app.router.add_post("/v1/models/{name}:predict_binary", model_predict_binary)
-    app.router.add_get("/v1/models/{name}", model_info)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", root)
+    def _check_model_name(self, request: web.Request) -> str:
+        name = request.match_info["name"]
+        if name != self._model_name:
+            raise NotFound(f"no model named {name!r}; this daemon serves {self._model_name!r}")
+        return name

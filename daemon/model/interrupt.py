@@ -12,26 +12,31 @@ import asyncio
 from daemon.errors import DeadlineExceeded, NotReady, TwinserveError
 from daemon.request import Request
 
+_SERVER_REASONS = frozenset({"timeout", "drain"})
+
 
 class Interrupt:
-    def __init__(self, request: Request) -> None:
+    """One per call, made in the call's task; the timer exists only when a limit is set."""
+
+    __slots__ = ("_task", "_request", "_timer", "_timeout_s")
+
+    def __init__(self, request: Request, timeout_s: float | None) -> None:
         task = asyncio.current_task()
         assert task is not None, "an Interrupt must be made inside the call's task"
         self._task = task
         self._request = request
-        self._timer: asyncio.TimerHandle | None = None
-        self._timeout_s = 0.0
-        self.fired = False
+        self._timeout_s = timeout_s
+        self._timer = (asyncio.get_running_loop().call_later(timeout_s, self.fire, "timeout")
+                       if timeout_s else None)
 
-    def after(self, seconds: float) -> None:
-        """Fire with reason "timeout" once `seconds` have passed (runtime.request_timeout_s)."""
-        self._timeout_s = seconds
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.fire, "timeout")
+    @property
+    def fired(self) -> bool:
+        """Whether the server (not the client) ended the call."""
+        return self._request.disconnect_reason in _SERVER_REASONS
 
     def fire(self, reason: str) -> None:
-        if self.fired or self._request.disconnect_reason is not None:
+        if self._request.disconnect_reason is not None:
             return  # already over for the client; nothing to interrupt
-        self.fired = True
         self._request.mark_disconnected(reason)
         self._task.cancel()
 

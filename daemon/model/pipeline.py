@@ -119,10 +119,13 @@ class ModelPipeline:
         self._request_timeout_s = request_timeout_s
         self._metrics = metrics
         self._live: dict[Request, Interrupt] = {}  # calls in flight, streams included
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle: asyncio.Future[None] | None = None  # made by wait_idle, set by _end
         self._specs = dict(specs)
+        # The routes clients may call: every method but the predict hooks.
+        self._routes = {route: spec for route, spec in specs.items()
+                        if route not in ("preprocess", "postprocess")}
         self._model: Any = None
+        self._methods: dict[str, Callable[..., Any]] = {}  # the model's, bound, by name
         self._state = State.LOADING
         self.admission = admission
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -138,6 +141,7 @@ class ModelPipeline:
         started = time.perf_counter()
         try:
             self._model = await self.run_sync(self._factory)
+            self._methods = {name: getattr(self._model, name) for name in self._specs}
             load = getattr(self._model, "load", None)
             if callable(load):
                 if inspect.iscoroutinefunction(load):
@@ -183,8 +187,12 @@ class ModelPipeline:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight; False if some still are after `timeout` s."""
+        if not self._live:
+            return True
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(asyncio.shield(self._idle), timeout)
             return True
         except asyncio.TimeoutError:
             return False
@@ -194,18 +202,12 @@ class ModelPipeline:
         for interrupt in list(self._live.values()):
             interrupt.fire("drain")
 
-    def _begin(self, request: Request) -> Interrupt:
-        interrupt = Interrupt(request)
-        self._live[request] = interrupt
-        self._idle.clear()
-        return interrupt
-
     def _end(self, request: Request) -> None:
         self._live.pop(request, None)
-        if self._metrics is not None and request.disconnect_reason is not None:
+        if request.disconnect_reason is not None and self._metrics is not None:
             self._metrics.cancellations.labels(request.disconnect_reason).inc()
-        if not self._live:
-            self._idle.set()
+        if not self._live and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _stream_closed(self, request: Request) -> None:
         self.admission.release()
@@ -220,59 +222,58 @@ class ModelPipeline:
         """
         if self._state is not State.READY:
             raise NotReady(_NOT_READY_REASONS[self._state])
-        spec = self._specs.get(route)
-        if spec is None or route in ("preprocess", "postprocess"):
+        spec = self._routes.get(route)
+        if spec is None:
             raise NotFound(f"this model does not implement {route} (define Model.{route} to "
                            "serve this route)")
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
-        interrupt = self._begin(request)
-        if self._request_timeout_s:
-            interrupt.after(self._request_timeout_s)
-        result = None
+        interrupt = self._live[request] = Interrupt(request, self._request_timeout_s)
+        streaming = False
         try:
-            result = await self._call(route, spec, request, interrupt)
-            return result
+            inputs = None
+            binary = False
+            if spec.shape is not ArgShape.REQUEST:
+                binary = codec.is_binary(request.content_type)
+                inputs = await request.parsed_input()
+            hooks = route == "predict"
+            if hooks and self._has_pre:
+                inputs = await self._invoke(self._specs["preprocess"], inputs, request)
+            if not self.admission.try_acquire():
+                await self.admission.acquire()
+            try:
+                result = await self._invoke(spec, inputs, request)
+                # A plain value is by far the common answer; only other types can be streams.
+                chunks = None if isinstance(result, _PLAIN) else \
+                    _as_chunks(result, self._executor, request)
+                if chunks is not None:
+                    if hooks and self._has_post:
+                        await _close(chunks)
+                        raise ModelError(
+                            "predict returned a generator (streaming), but the model also "
+                            "defines postprocess; streamed output cannot be post-processed: "
+                            "remove postprocess or return a value"
+                        )
+                    streaming = True  # the stream holds the slot and the call until closed
+                    return ChunkStream(chunks, request,
+                                       functools.partial(self._stream_closed, request), route,
+                                       interrupt)
+            finally:
+                if not streaming:
+                    self.admission.release()
+            if hooks and self._has_post:
+                result = await self._invoke(self._specs["postprocess"], result, request)
+            return _as_response(result, binary, route)
         except asyncio.CancelledError:
             request.mark_disconnected()
             if interrupt.fired:
                 raise interrupt.error() from None
             raise
         finally:
-            if not isinstance(result, ChunkStream):  # a stream lives on until it is closed
+            if not streaming:
                 interrupt.stop()
                 self._end(request)
-
-    async def _call(self, route: str, spec: MethodSpec, request: Request,
-                    interrupt: Interrupt) -> Any:
-        binary = spec.takes_input and codec.is_binary(request.content_type)
-        inputs = await request.parsed_input() if spec.takes_input else None
-        is_predict = route == "predict"
-        if is_predict and self._has_pre:
-            inputs = await self._invoke(self._specs["preprocess"], inputs, request)
-        await self.admission.acquire()
-        handed_over = False
-        try:
-            result = await self._invoke(spec, inputs, request)
-            chunks = _as_chunks(result, self._executor, request)
-            if chunks is not None:
-                if is_predict and self._has_post:
-                    await _close(chunks)
-                    raise ModelError(
-                        "predict returned a generator (streaming), but the model also defines "
-                        "postprocess; streamed output cannot be post-processed: remove "
-                        "postprocess or return a value"
-                    )
-                handed_over = True
-                return ChunkStream(chunks, request, functools.partial(self._stream_closed, request),
-                                   route, interrupt)
-        finally:
-            if not handed_over:
-                self.admission.release()
-        if is_predict and self._has_post:
-            result = await self._invoke(self._specs["postprocess"], result, request)
-        return _as_response(result, binary, route)
 
     async def _invoke(self, spec: MethodSpec, inputs: Any, request: Request) -> Any:
         args: tuple[Any, ...]
@@ -282,7 +283,7 @@ class ModelPipeline:
             args = (request,)
         else:
             args = (inputs, request)
-        fn = getattr(self._model, spec.name)
+        fn = self._methods[spec.name]
         try:
             if spec.is_async_generator:
                 return fn(*args)

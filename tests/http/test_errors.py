@@ -67,8 +67,7 @@ def test_model_exception_is_500_without_traceback(errors: DaemonProcess) -> None
     message = _error(response, 500, "model_error")
     assert message == "predict raised ValueError: the model could not cope"
     assert "Traceback" not in response.text
-    logged = [line for line in errors.log_lines if "trace-me" in line]
-    assert logged, errors.log
+    errors.wait_for_log("trace-me", "ERROR")
     assert "Traceback" in errors.log
     _still_serving(errors)
 
