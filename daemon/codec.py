@@ -16,7 +16,9 @@ except ImportError:  # pragma: no cover - orjson is a default dependency
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON, raising InvalidInput that says where it broke."""
+    """Parse a request body as JSON, raising InvalidInput that says where it broke."""
+    if not data:
+        raise InvalidInput("request body is empty; expected JSON")
     try:
         if orjson is not None:
             return orjson.loads(data)

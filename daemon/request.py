@@ -121,10 +121,9 @@ class Request:
         self._max_body_bytes = max_body_bytes
         self._body: bytes | None = None
         self._streamed = False
-        self._is_disconnected = False
         self.disconnect_reason: str | None = None
         self._disconnected_event: threading.Event | None = None  # made on first use
-        self._disconnect_callbacks: list[Callable[[], None]] = []
+        self._disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -148,13 +147,13 @@ class Request:
         return self._body
 
     async def json(self) -> Any:
-        return _parse_json(await self.body())
+        return codec.loads(await self.body())
 
     async def parsed_input(self) -> Any:
         """The body as a model's input: msgpack for binary content types (Truss's
         convention), JSON otherwise."""
         data = await self.body()
-        return codec.unpack(data) if codec.is_binary(self.content_type) else _parse_json(data)
+        return codec.unpack(data) if codec.is_binary(self.content_type) else codec.loads(data)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Iterate the body as it arrives, without holding it all in memory."""
@@ -178,27 +177,30 @@ class Request:
     # -- disconnects --------------------------------------------------------------------------
 
     async def is_disconnected(self) -> bool:
-        return self._is_disconnected
+        return self.disconnect_reason is not None
 
     @property
     def disconnected(self) -> threading.Event:
         """Set once the client has gone away; for sync model code running in threads."""
         if self._disconnected_event is None:
             self._disconnected_event = threading.Event()
-            if self._is_disconnected:
+            if self.disconnect_reason is not None:
                 self._disconnected_event.set()
         return self._disconnected_event
 
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Run `callback` when the client goes away (at once if it has). Returns an unregister."""
-        if self._is_disconnected:
+        if self.disconnect_reason is not None:
             callback()
             return _noop
-        self._disconnect_callbacks.append(callback)
+        if self._disconnect_callbacks is None:
+            self._disconnect_callbacks = []
+        callbacks = self._disconnect_callbacks
+        callbacks.append(callback)
 
         def unregister() -> None:
             try:
-                self._disconnect_callbacks.remove(callback)
+                callbacks.remove(callback)
             except ValueError:
                 pass
 
@@ -208,14 +210,13 @@ class Request:
         """The call is over for the client: it left ("client_disconnect"), ran out of time
         ("timeout"), or the server is shutting down ("drain"). Idempotent; the first reason
         is kept in `disconnect_reason`."""
-        if self._is_disconnected:
+        if self.disconnect_reason is not None:
             return
-        self._is_disconnected = True
         self.disconnect_reason = reason
         if self._disconnected_event is not None:
             self._disconnected_event.set()
-        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
-        for callback in callbacks:
+        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, None
+        for callback in callbacks or ():
             callback()
 
     def __repr__(self) -> str:
@@ -224,12 +225,6 @@ class Request:
 
 def _noop() -> None:
     return None
-
-
-def _parse_json(data: bytes) -> Any:
-    if not data:
-        raise InvalidInput("request body is empty; expected JSON")
-    return codec.loads(data)
 
 
 _id_prefix = os.urandom(6).hex()

@@ -7,6 +7,7 @@ JSON body, PredictStream sends 100 JSON chunks. The daemon runs a temporary mode
 exactly that. Both servers are pinned to CPU 0 (taskset) and h2load, posting a pre-framed
 gRPC body, to CPU 1; runs alternate bare/daemon in one session because these machines are
 noisy. h2load does not read grpc-status, so each server's answers are checked once first.
+The daemon's access log is off unless --access-log, as the bare servicer writes none.
 
     python scripts/bench_grpc.py --bare-server PORT   (internal: run the bare servicer)
 """
@@ -140,6 +141,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--access-log", action="store_true",
+                        help="keep the daemon's access log on (default off, like the bare servicer)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server is not None:
@@ -153,8 +156,10 @@ def main() -> int:
         model_dir = Path(tmp) / "bench"
         (model_dir / "model").mkdir(parents=True)
         (model_dir / "model" / "model.py").write_text(MODEL)
+        access_log = "true" if args.access_log else "false"
         (model_dir / "config.yaml").write_text(
-            "model_name: bench\nruntime:\n  predict_concurrency: 64\n")
+            "model_name: bench\nruntime:\n  predict_concurrency: 64\n"
+            f"server:\n  access_log: {access_log}\n")
         unary_body = Path(tmp) / "unary.bin"
         unary_body.write_bytes(_framed(PredictRequest(json=orjson.dumps(BODY)).SerializeToString()))
         stream_body = Path(tmp) / "stream.bin"

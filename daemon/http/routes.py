@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -88,10 +86,11 @@ class Routes:
         self._fallback: web.AbstractResource | None = None
 
     def add_to(self, router: web.UrlDispatcher, boundary: Boundary) -> None:
-        def model_route(path: str, route: str, **options: Any) -> None:
+        def model_route(path: str, route: str, content_type: str | None = None,
+                        check_name: bool = False) -> None:
             wire = formats.for_path(path)
-            call = functools.partial(self.call, route=route, wire=wire, **options)
-            router.add_post(path, boundary.wrap(call, route, wire))
+            handler = self._model_handler(route, wire, content_type, check_name)
+            router.add_post(path, boundary.wrap(handler, route, wire))
 
         def plain(path: str, handler: Handler, open_: bool = False) -> None:
             router.add_get(path, boundary.wrap(handler, path, formats.for_path(path), open_))
@@ -99,8 +98,8 @@ class Routes:
         model_route("/predict", "predict")
         model_route("/v1/models/{name}:predict", "predict", check_name=True)
         # Truss's binary route: the body is msgpack whatever the Content-Type says.
-        model_route("/v1/models/{name}:predict_binary", "predict", check_name=True,
-                    content_type="application/octet-stream")
+        model_route("/v1/models/{name}:predict_binary", "predict", "application/octet-stream",
+                    check_name=True)
         for path, route in API_ROUTES.items():
             model_route(path, route)
         plain("/v1/models", self.list_models)
@@ -114,23 +113,30 @@ class Routes:
         self._fallback = router.add_route(
             "*", "/{path:.*}", boundary.wrap(self.unmatched, "unmatched", None)).resource
 
-    async def call(self, request: web.Request, request_id: str, *, route: str,
-                   wire: formats.WireFormat, content_type: str | None = None,
-                   check_name: bool = False) -> web.StreamResponse:
-        """Serve a model route: `route` names the model's method, `wire` the stream framing."""
-        if check_name:
-            self._check_model_name(request)
-        twin = HttpRequest(request, route, request_id, self._max_body_bytes,
-                           content_type or request.headers.get("Content-Type") or JSON)
-        result = await self._pipeline.call(route, twin)
-        if isinstance(result, ChunkStream):
-            return await write_chunks(request, result, request_id, wire)
-        if isinstance(result, Response):
-            headers = {**result.headers, "Content-Type": result.content_type,
-                       "X-Request-Id": request_id}
-            return web.Response(body=result.body, status=result.status, headers=headers)
-        return web.Response(body=codec.encode_result(route, result), content_type=JSON,
-                            headers={"X-Request-Id": request_id})
+    def _model_handler(self, route: str, wire: formats.WireFormat, content_type: str | None,
+                       check_name: bool) -> Handler:
+        """The handler of a model route: `route` names the model's method, `wire` frames its
+        stream; `content_type` overrides the request's."""
+        call = self._pipeline.call
+        max_body_bytes = self._max_body_bytes
+
+        async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
+            if check_name:
+                self._check_model_name(request)
+            twin = HttpRequest(request, route, request_id, max_body_bytes,
+                               content_type or request.headers.get("Content-Type") or JSON)
+            result = await call(route, twin)
+            if isinstance(result, ChunkStream):
+                return await write_chunks(request, result, request_id, wire)
+            if isinstance(result, Response):
+                headers = {**result.headers, "Content-Type": result.content_type,
+                           "X-Request-Id": request_id}
+                return web.Response(body=result.body, status=result.status, headers=headers)
+            return web.Response(body=codec.encode_result(route, result), content_type=JSON,
+                                headers={"X-Request-Id": request_id})
+
+        handler.__name__ = route
+        return handler
 
     # -- everything else --------------------------------------------------------------------
 

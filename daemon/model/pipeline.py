@@ -264,6 +264,8 @@ class ModelPipeline:
                     self.admission.release()
             if hooks and self._has_post:
                 result = await self._invoke(self._specs["postprocess"], result, request)
+            if not binary and isinstance(result, _PLAIN):
+                return result  # the common case, decided without probing attributes
             return _as_response(result, binary, route)
         except asyncio.CancelledError:
             request.mark_disconnected()
@@ -342,8 +344,6 @@ _PLAIN = (dict, list, str, int, float, bool, type(None))
 
 def _as_response(result: Any, binary: bool, method: str) -> Any:
     """Bytes and response objects go out as they are; a binary (msgpack) call gets msgpack."""
-    if not binary and isinstance(result, _PLAIN):
-        return result  # the common case, decided without probing attributes
     if isinstance(result, Response):
         return result
     if isinstance(result, (bytes, bytearray, memoryview)):
