@@ -12,6 +12,10 @@ hits both sides alike:
   bare aiohttp handler in its own process that sleeps the same way and writes the same
   chunks: the cost of any HTTP server at all, which the daemon cannot go below.
 
+The HTTP sides are driven by a minimal keep-alive client on asyncio streams (`--client raw`),
+so the figures are the servers' rather than a client library's; `--client httpx` shows what
+httpx adds on top (about 1.5 ms of time to first token on these machines).
+
     python scripts/bench_api.py --rounds 12 --tokens 32
 """
 
@@ -67,23 +71,76 @@ async def direct(backend: Backend, tokens: int) -> Run:
     return Run(first, time.perf_counter() - start, generated)
 
 
-def through_daemon(client: httpx.Client, url: str, tokens: int) -> Run:
-    body = {"model": "m", "messages": MESSAGES, "max_tokens": tokens, "temperature": 0,
+def _chat_body(tokens: int) -> dict[str, Any]:
+    return {"model": "m", "messages": MESSAGES, "max_tokens": tokens, "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True}}
-    start = time.perf_counter()
-    first = 0.0
-    generated = 0
-    with client.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
+
+
+class _Timing:
+    """Reads SSE lines as they come and notes the first content and the usage."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first = 0.0
+        self.generated = 0
+
+    def line(self, line: str) -> None:
+        if not line.startswith("data: {"):
+            return
+        chunk = json.loads(line[6:])
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content") and not self.first:
+            self.first = time.perf_counter() - self.start
+        if chunk.get("usage"):
+            self.generated = chunk["usage"]["completion_tokens"]
+
+    def run(self) -> Run:
+        return Run(self.first, time.perf_counter() - self.start, self.generated)
+
+
+def through_httpx(client: httpx.Client, url: str, tokens: int) -> Run:
+    timing = _Timing()
+    with client.stream("POST", f"{url}/v1/chat/completions", json=_chat_body(tokens)) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content") and not first:
-                first = time.perf_counter() - start
-            if chunk.get("usage"):
-                generated = chunk["usage"]["completion_tokens"]
-    return Run(first, time.perf_counter() - start, generated)
+            timing.line(line)
+    return timing.run()
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: a request, then the chunked
+    SSE answer read as it arrives. It costs a fraction of httpx's per-request Python, so
+    what it measures is the server's time rather than a client library's."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def chat(self, tokens: int) -> Run:
+        if self._conn is None:
+            self._conn = await asyncio.open_connection("127.0.0.1", self._port)
+            self._conn[1].get_extra_info("socket").setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader, writer = self._conn
+        body = json.dumps(_chat_body(tokens)).encode()
+        timing = _Timing()
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise RuntimeError(f"daemon answered {status!r}")
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # headers: the body is chunked (streams always are)
+        pending = b""
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            data = await reader.readexactly(size + 2)  # the chunk and its CRLF
+            if size == 0:
+                return timing.run()
+            pending += data[:-2]
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                timing.line(line.decode())
 
 
 Side = Callable[[int], Awaitable[Run]]
@@ -103,9 +160,14 @@ async def compare(sides: dict[str, Side], rounds: int, tokens: int, pause: float
     report(runs)
 
 
-def daemon_side(client: httpx.Client, url: str) -> Side:
+def http_side(url: str, client: str, httpx_client: httpx.Client) -> Side:
+    """`client` "raw": RawClient; "httpx": httpx, blocking the loop (nothing else runs)."""
+    raw = RawClient(int(url.rsplit(":", 1)[1]))
+
     async def side(tokens: int) -> Run:
-        return through_daemon(client, url, tokens)  # blocks the loop: nothing else runs
+        if client == "raw":
+            return await raw.chat(tokens)
+        return through_httpx(httpx_client, url, tokens)
     return side
 
 
@@ -130,8 +192,9 @@ async def simulated(args: argparse.Namespace) -> None:
                 daemon.wait_ready(timeout=60)
                 _wait_port(port)
                 await compare({"direct": direct_side(backend),
-                               "daemon": daemon_side(client, daemon.http_url),
-                               "bare": daemon_side(client, f"http://127.0.0.1:{port}")},
+                               "daemon": http_side(daemon.http_url, args.client, client),
+                               "bare": http_side(f"http://127.0.0.1:{port}", args.client,
+                                                 client)},
                               args.rounds, args.sim_tokens, 0.0)
     finally:
         bare.terminate()
@@ -145,7 +208,7 @@ async def hf(args: argparse.Namespace) -> None:
             httpx.Client(timeout=300) as client:
         daemon.wait_ready(timeout=300)
         await compare({"direct": direct_side(backend),
-                       "daemon": daemon_side(client, daemon.http_url)},
+                       "daemon": http_side(daemon.http_url, args.client, client)},
                       args.rounds, args.tokens, args.pause)
     await backend.close()
 
@@ -233,6 +296,9 @@ def main() -> int:
                         help="simulated backend: milliseconds a token")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds idle before each "
                         "hf run")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="HTTP client: a minimal one on asyncio streams (default), or "
+                        "httpx, whose own per-request cost then counts against the servers")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     try:
         # The daemon runs on uvloop, whose timers tick in whole milliseconds; the direct side
