@@ -41,6 +41,14 @@ class HttpBody:
         declared = self._request.content_length
         if declared is not None and declared > limit:
             raise PayloadTooLarge(limit)
+        content = self._request.content
+        if content.is_eof():
+            # All of it has arrived (a small body usually comes with the headers): take it
+            # without aiohttp's read loop and copy.
+            data = content.read_nowait()
+            if len(data) > limit:
+                raise PayloadTooLarge(limit)
+            return data
         try:
             return await self._request.read()  # the app's client_max_size is `limit`
         except web.HTTPRequestEntityTooLarge as exc:

@@ -28,7 +28,7 @@ from daemon.errors import (
 )
 from daemon.admission import AdmissionController
 from daemon.metrics import Metrics
-from daemon.model.interrupt import Interrupt
+from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.signature import ArgShape, MethodSpec
 from daemon.request import Request, Response, current_request
 
@@ -61,12 +61,12 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, interrupt: Interrupt) -> None:
+                 method: str, timeout_s: float | None) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
-        self._interrupt = interrupt
+        self._timeout_s = timeout_s
         self._finished = False
 
     def __aiter__(self) -> ChunkStream:
@@ -82,8 +82,9 @@ class ChunkStream:
         except asyncio.CancelledError:
             self._request.mark_disconnected()
             await self.aclose()
-            if self._interrupt.fired:
-                raise self._interrupt.error() from None
+            error = error_instead(self._request, self._timeout_s)
+            if error is not None:
+                raise error from None
             raise
         except Exception as exc:
             self._finished = True
@@ -95,7 +96,6 @@ class ChunkStream:
         release, self._release = self._release, None
         if release is None:
             return
-        self._interrupt.stop()
         try:
             if not self._finished:
                 self._request.mark_disconnected()
@@ -118,7 +118,8 @@ class ModelPipeline:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._request_timeout_s = request_timeout_s
         self._metrics = metrics
-        self._live: dict[Request, Interrupt] = {}  # calls in flight, streams included
+        # Calls in flight, streams included: the task to cancel, and the time limit's timer.
+        self._live: dict[Request, tuple[asyncio.Task[Any], asyncio.TimerHandle | None]] = {}
         self._idle: asyncio.Future[None] | None = None  # made by wait_idle, set by _end
         self._specs = dict(specs)
         # The routes clients may call: every method but the predict hooks.
@@ -199,11 +200,13 @@ class ModelPipeline:
 
     def cancel_in_flight(self) -> None:
         """End every call still in flight as if its client had left (the drain ran out)."""
-        for interrupt in list(self._live.values()):
-            interrupt.fire("drain")
+        for request, (task, _) in list(self._live.items()):
+            interrupt(request, task, "drain")
 
     def _end(self, request: Request) -> None:
-        self._live.pop(request, None)
+        _, timer = self._live.pop(request)
+        if timer is not None:
+            timer.cancel()
         if request.disconnect_reason is not None and self._metrics is not None:
             self._metrics.cancellations.labels(request.disconnect_reason).inc()
         if not self._live and self._idle is not None and not self._idle.done():
@@ -229,7 +232,12 @@ class ModelPipeline:
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
-        interrupt = self._live[request] = Interrupt(request, self._request_timeout_s)
+        task = asyncio.current_task()
+        assert task is not None, "ModelPipeline.call must run in a task"
+        timer = asyncio.get_running_loop().call_later(
+            self._request_timeout_s, interrupt, request, task, "timeout") \
+            if self._request_timeout_s else None
+        self._live[request] = (task, timer)
         streaming = False
         try:
             inputs = None
@@ -258,7 +266,7 @@ class ModelPipeline:
                     streaming = True  # the stream holds the slot and the call until closed
                     return ChunkStream(chunks, request,
                                        functools.partial(self._stream_closed, request), route,
-                                       interrupt)
+                                       self._request_timeout_s)
             finally:
                 if not streaming:
                     self.admission.release()
@@ -269,12 +277,12 @@ class ModelPipeline:
             return _as_response(result, binary, route)
         except asyncio.CancelledError:
             request.mark_disconnected()
-            if interrupt.fired:
-                raise interrupt.error() from None
+            error = error_instead(request, self._request_timeout_s)
+            if error is not None:
+                raise error from None
             raise
         finally:
             if not streaming:
-                interrupt.stop()
                 self._end(request)
 
     async def _invoke(self, spec: MethodSpec, inputs: Any, request: Request) -> Any:
