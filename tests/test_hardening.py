@@ -172,6 +172,17 @@ def test_api_key_errors_in_each_wire_shape(limited: DaemonProcess) -> None:
                                          "message": "invalid API key"}
 
 
+def test_unknown_paths_need_the_key_too(limited: DaemonProcess) -> None:
+    """Without the key nothing is told about which paths exist; with it, 404 and 405."""
+    assert httpx.get(f"{limited.http_url}/nope").status_code == 401
+    assert httpx.get(f"{limited.http_url}/v1/chat/completions").json()["error"]["code"] == \
+        "invalid_api_key"
+    keyed = {"x-api-key": KEY}
+    assert httpx.get(f"{limited.http_url}/nope", headers=keyed).status_code == 404
+    wrong = httpx.post(f"{limited.http_url}/metrics", headers=keyed)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET,HEAD"
+
+
 def test_health_and_metrics_stay_open(limited: DaemonProcess) -> None:
     for path in ("/health/live", "/health/ready", "/metrics"):
         assert httpx.get(f"{limited.http_url}{path}").status_code == 200, path
@@ -206,6 +217,23 @@ def test_request_metrics_by_transport_route_and_code(limited: DaemonProcess, cli
                  "twinserve_prompt_tokens_total", "twinserve_completion_tokens_total",
                  "twinserve_cancellations_total"):
         assert name in text, name
+
+
+def test_invented_routes_and_paths_share_one_metric_label(limited: DaemonProcess,
+                                                         client: Any) -> None:
+    """Whatever routes or paths clients make up, the metric's labels stay few."""
+    unmatched = 'twinserve_requests_total{code="%s",route="unmatched",transport="%s"}'
+    before = metric(limited, unmatched % ("NOT_FOUND", "grpc"))
+    for n in range(3):
+        made_up = client(limited, "grpc").predict
+        with pytest.raises(TwinserveError) as info:
+            made_up({}, route=f"made-up-{n}")
+        assert info.value.code == "NOT_FOUND"
+        httpx.get(f"{limited.http_url}/made-up-{n}", headers={"x-api-key": KEY})
+    assert metric(limited, unmatched % ("NOT_FOUND", "grpc")) == before + 3
+    text = httpx.get(f"{limited.http_url}/metrics").text
+    assert metric(limited, unmatched % ("404", "http")) >= 3
+    assert "made-up" not in text
 
 
 def test_json_logs_without_access_log(tmp_path: Path) -> None:
