@@ -142,7 +142,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--access-log", action="store_true",
-                        help="keep the daemon's access log on (default off, like the bare servicer)")
+                        help="keep the daemon's access log on (default: off, as the bare "
+                        "servicer writes none)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server is not None:

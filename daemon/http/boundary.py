@@ -56,16 +56,15 @@ class Boundary:
                         auth(request.headers)
                     response = await handler(request, request_id)
                 except TwinserveError as err:
-                    response = error_response(err, request_id, wire or formats.for_path(request.path))
+                    response = error_response(err, request_id, wire or _by_path(request))
                 except web.HTTPException as exc:
                     if exc.status < 400:
                         raise
-                    response = http_exception_response(
-                        exc, request, request_id, wire or formats.for_path(request.path))
+                    response = http_exception_response(exc, request, request_id,
+                                                       wire or _by_path(request))
                 except Exception:
                     log.exception("unhandled error in request %s", request_id)
-                    response = internal_error_response(
-                        request_id, wire or formats.for_path(request.path))
+                    response = internal_error_response(request_id, wire or _by_path(request))
                 status = response.status
                 return response
             finally:
@@ -73,3 +72,7 @@ class Boundary:
 
         boundary.__name__ = getattr(handler, "__name__", label)
         return boundary
+
+
+def _by_path(request: web.Request) -> WireFormat:
+    return formats.for_path(request.path)

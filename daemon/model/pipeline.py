@@ -55,7 +55,8 @@ _NOT_READY_REASONS = {
 class ChunkStream:
     """The chunks of a streaming method, in order, as the model produces them.
 
-    Holds the method's concurrency slot until it ends or is closed. Closing it before the
+    Holds the method's concurrency slot (and keeps the call in flight, under its time limit)
+    until it ends or is closed. Closing it before the
     end (client gone, write failed) counts as a disconnect, so engine work tied to the
     request stops too. Always `await aclose()` when done.
     """
