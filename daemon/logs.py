@@ -1,15 +1,26 @@
-"""Logging set-up: text or JSON lines, each carrying the id of the request it belongs to."""
+"""Logging set-up: text or JSON lines on stderr, each carrying the id of its request.
+
+The access log (one line per finished call) is the only per-call log, so it has a fast
+path: its lines are formatted directly, without a LogRecord, and written in batches, at
+most `ACCESS_FLUSH_S` after the call or as soon as any other record is logged, so lines
+keep their order. Through `logging` it cost ~11 us a call plus a write(2), which halved
+the throughput of a small echo; batched, it is ~1 us.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import sys
 import time
+from typing import Any, TextIO
 
+from daemon import codec
 from daemon.request import current_request
 
-access_log = logging.getLogger("twinserve.access")
+ACCESS_LOGGER = "twinserve.access"
+ACCESS_FLUSH_S = 0.05  # the longest an access line waits before it is written
+_ACCESS_BATCH = 256  # lines: written at once when this many wait
 
 
 class _RequestIdFilter(logging.Filter):
@@ -33,42 +44,130 @@ class _TextFormatter(logging.Formatter):
 
 
 class _JsonFormatter(logging.Formatter):
-    _EXTRA = ("request_id", "transport", "route", "code", "duration_ms")
-
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+        entry: dict[str, Any] = {
+            "ts": _iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in self._EXTRA:
-            value = getattr(record, key, None)
-            if value is not None:
-                entry[key] = value
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _json_line(entry)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, with the access log's pending lines written ahead of every other record."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flush_scheduled = False
+
+    def add_access_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            if len(self._pending) < _ACCESS_BATCH:
+                if self._flush_scheduled:
+                    return
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None  # not on an event loop: no timer to wait for
+                if loop is not None:
+                    self._flush_scheduled = True
+                    loop.call_later(ACCESS_FLUSH_S, self.flush)
+                    return
+            self._write_pending()
+            self.stream.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Handler.handle() holds the lock around emit().
+        self._write_pending()
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._flush_scheduled = False
+            self._write_pending()
+            super().flush()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            self.stream.write("".join(self._pending))
+            self._pending.clear()
+
+
+class AccessLog:
+    """Writes access lines through the handler `configure()` installed, in its format."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._handler: _Handler | None = None
+        self._json = False
+        self._second = -1
+        self._stamp = ""
+
+    def setup(self, handler: _Handler | None, json_lines: bool) -> None:
+        self._handler = handler
+        self._json = json_lines
+        self.enabled = handler is not None
+
+    def write(self, transport: str, route: str, code: str | int, seconds: float,
+              request_id: str) -> None:
+        """One line per finished call: `http predict 200 1.2ms`."""
+        handler = self._handler
+        if handler is None:
+            return
+        now = time.time()
+        duration_ms = round(seconds * 1000, 3)
+        message = f"{transport} {route} {code} {duration_ms:.1f}ms"
+        if self._json:
+            line = _json_line({"ts": _iso_utc(now), "level": "INFO", "logger": ACCESS_LOGGER,
+                               "message": message, "request_id": request_id,
+                               "transport": transport, "route": route, "code": code,
+                               "duration_ms": duration_ms})
+        else:
+            line = (f"{self._local_stamp(now)},{int(now * 1000) % 1000:03d} INFO "
+                    f"{ACCESS_LOGGER}: {message} [request_id={request_id}]")
+        handler.add_access_line(line + "\n")
+
+    def _local_stamp(self, now: float) -> str:
+        """logging's default asctime, to the second, formatted once a second."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return self._stamp
+
+
+access_log = AccessLog()
 
 
 def configure(level: str, fmt: str, access: bool) -> None:
     """Send all logs to stderr in `fmt` ("text" or "json"); `access` switches the access log."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
+    for old in root.handlers:
+        old.flush()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    access_log.disabled = not access
+    # Set the access logger's level to WARNING (or disable it) to silence access lines too.
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.disabled = not access
+    on = access and logger.isEnabledFor(logging.INFO)
+    access_log.setup(handler if on else None, fmt == "json")
 
 
-def log_access(transport: str, route: str, code: str | int, seconds: float,
-               request_id: str) -> None:
-    """One line per finished call: `http predict 200 1.2ms`."""
-    if access_log.disabled or not access_log.isEnabledFor(logging.INFO):
-        return
-    duration_ms = round(seconds * 1000, 3)
-    access_log.info("%s %s %s %.1fms", transport, route, code, duration_ms,
-                    extra={"request_id": request_id, "transport": transport, "route": route,
-                           "code": code, "duration_ms": duration_ms})
+def _iso_utc(created: float) -> str:
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+            + f".{int(created * 1000) % 1000:03d}Z")
+
+
+def _json_line(entry: dict[str, Any]) -> str:
+    return codec.dumps(entry).decode()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from daemon.logs import access_log, log_access
+from daemon.logs import access_log
 from daemon.metrics import Metrics
 from daemon.model.signature import ENDPOINT_METHODS
 
@@ -31,8 +31,8 @@ class CallObserver:
             def recorder(code: str | int, started: float, request_id: str) -> None:
                 seconds = time.perf_counter() - started
                 record(code, seconds)
-                if not access_log.disabled:
-                    log_access(transport, route, code, seconds, request_id)
+                if access_log.enabled:
+                    access_log.write(transport, route, code, seconds, request_id)
 
             self._recorders[(transport, route)] = recorder
         return recorder

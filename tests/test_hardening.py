@@ -251,6 +251,30 @@ def test_json_logs_without_access_log(tmp_path: Path) -> None:
     assert not any(e["logger"] == "twinserve.access" for e in entries)
 
 
+def test_json_access_log_in_order_on_both_transports(tmp_path: Path) -> None:
+    """Access lines are batched, yet each comes after what its call logged, and all are
+    written by the time the daemon exits."""
+    root = copy_model(tmp_path, MODELS / "errors", "server:\n  log_format: json\n")
+    with DaemonProcess(root) as daemon:
+        daemon.wait_ready()
+        httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
+                   headers={"x-request-id": "json-http"})
+        with GrpcClient(daemon.grpc_target, headers={"x-request-id": "json-grpc"}) as grpc_client:
+            for n in range(50):
+                assert grpc_client.predict({"n": n}) == {"ok": True}
+        daemon.wait_for_log('"json-grpc"', "twinserve.access")
+        daemon.stop()
+    entries = [json.loads(line) for line in daemon.log_lines if line.startswith("{")]
+    access = [e for e in entries if e["logger"] == "twinserve.access"]
+    http_line = next(e for e in access if e["request_id"] == "json-http")
+    assert (http_line["transport"], http_line["route"], http_line["code"]) == \
+        ("http", "predict", 500)
+    assert http_line["message"].startswith("http predict 500 ") and http_line["duration_ms"] >= 0
+    assert [e["code"] for e in access if e["request_id"] == "json-grpc"] == ["OK"] * 50
+    error_at = next(i for i, e in enumerate(entries) if e["level"] == "ERROR")
+    assert entries.index(http_line) > error_at  # the model's error, then its access line
+
+
 # -- header limits ----------------------------------------------------------------------------
 
 
