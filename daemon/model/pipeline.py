@@ -129,6 +129,7 @@ class ModelPipeline:
         self._model: Any = None
         self._methods: dict[str, Callable[..., Any]] = {}  # the model's, bound, by name
         self._state = State.LOADING
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one calls run on; set by load()
         self.admission = admission
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(16, admission.concurrency + 4), thread_name_prefix="twinserve-model"
@@ -141,6 +142,7 @@ class ModelPipeline:
     async def load(self) -> None:
         """Construct the model and run its load(); the daemon is ready once this returns."""
         started = time.perf_counter()
+        self._loop = asyncio.get_running_loop()
         try:
             self._model = await self.run_sync(self._factory)
             self._methods = {name: getattr(self._model, name) for name in self._specs}
@@ -233,10 +235,11 @@ class ModelPipeline:
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
-        task = asyncio.current_task()
+        loop = self._loop
+        assert loop is not None  # READY implies load() ran, on this loop
+        task = asyncio.current_task(loop)  # with the loop given: no lookup (and no getpid(2))
         assert task is not None, "ModelPipeline.call must run in a task"
-        timer = asyncio.get_running_loop().call_later(
-            self._request_timeout_s, interrupt, request, task, "timeout") \
+        timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout") \
             if self._request_timeout_s else None
         self._live[request] = (task, timer)
         streaming = False
