@@ -82,7 +82,7 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
                     loop.call_later(ACCESS_FLUSH_S, self.flush)
                     return
             self._write_pending()
-            self.stream.flush()
+            self._flush_stream()
 
     def emit(self, record: logging.LogRecord) -> None:
         # Handler.handle() holds the lock around emit().
@@ -93,12 +93,23 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._flush_scheduled = False
             self._write_pending()
+            self._flush_stream()
+
+    def _flush_stream(self) -> None:
+        try:
             super().flush()
+        except (OSError, ValueError):
+            pass
 
     def _write_pending(self) -> None:
-        if self._pending:
-            self.stream.write("".join(self._pending))
-            self._pending.clear()
+        if not self._pending:
+            return
+        lines = "".join(self._pending)
+        self._pending.clear()
+        try:
+            self.stream.write(lines)
+        except (OSError, ValueError):
+            pass  # stderr is gone (closed, broken pipe): the lines have nowhere to go
 
 
 class AccessLog:
