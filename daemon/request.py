@@ -149,12 +149,6 @@ class Request:
     async def json(self) -> Any:
         return codec.loads(await self.body())
 
-    async def parsed_input(self) -> Any:
-        """The body as a model's input: msgpack for binary content types (Truss's
-        convention), JSON otherwise."""
-        data = await self.body()
-        return codec.unpack(data) if codec.is_binary(self.content_type) else codec.loads(data)
-
     async def stream(self) -> AsyncIterator[bytes]:
         """Iterate the body as it arrives, without holding it all in memory."""
         if self._body is not None:

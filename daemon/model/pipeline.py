@@ -247,8 +247,10 @@ class ModelPipeline:
             inputs = None
             binary = False
             if spec.shape is not ArgShape.REQUEST:
+                # The input: msgpack for binary content types (Truss's convention), else JSON.
+                data = await request.body()
                 binary = codec.is_binary(request.content_type)
-                inputs = await request.parsed_input()
+                inputs = codec.unpack(data) if binary else codec.loads(data)
             hooks = route == "predict"
             if hooks and self._has_pre:
                 inputs = await self._invoke(self._specs["preprocess"], inputs, request)
