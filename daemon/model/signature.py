@@ -52,14 +52,6 @@ class MethodSpec:
     is_async_generator: bool
     signature: str
 
-    @property
-    def takes_input(self) -> bool:
-        return self.shape is not ArgShape.REQUEST
-
-    @property
-    def takes_request(self) -> bool:
-        return self.shape is not ArgShape.INPUT
-
 
 def check_model_class(cls: type) -> dict[str, MethodSpec]:
     """Describe every contract method `cls` defines, raising ModelDefinitionError on a breach."""
