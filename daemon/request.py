@@ -8,6 +8,7 @@ import itertools
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from daemon import codec
@@ -19,8 +20,14 @@ Transport = Literal["http", "grpc"]
 class BodySource(Protocol):
     """Where a request's body comes from; each transport provides one.
 
-    Exactly one of `read` or `chunks` is called, at most once.
+    Exactly one of `received`, `read` or `chunks` takes the body, at most once; `received`
+    may decline first (None), and then one of the others is called.
     """
+
+    def received(self, limit: int) -> bytes | None:
+        """The whole body if it has all arrived already (a small one comes with the call),
+        without waiting; None if it has to be read. PayloadTooLarge past `limit`."""
+        ...
 
     async def read(self, limit: int) -> bytes:
         """The whole body; PayloadTooLarge once it passes `limit` bytes."""
@@ -43,10 +50,13 @@ class BytesBody:
     def __init__(self, data: bytes) -> None:
         self._data = data
 
-    async def read(self, limit: int) -> bytes:
+    def received(self, limit: int) -> bytes:
         if len(self._data) > limit:
             raise PayloadTooLarge(limit)
         return self._data
+
+    async def read(self, limit: int) -> bytes:
+        return self.received(limit)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._data:
@@ -97,33 +107,42 @@ class Request:
     untouched, and may `await body()`, `await json()` or iterate `stream()`.
     """
 
+    # What most calls leave as it is, as class defaults: a request is built on every call,
+    # so its constructor sets only what each call brings.
+    _query: Mapping[str, str] = MappingProxyType({})
+    _path = ""
+    _body: bytes | None = None
+    _streamed = False
+    disconnect_reason: str | None = None
+    _disconnected_event: threading.Event | None = None  # made on first use
+    _disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
+
     def __init__(
         self,
-        *,
         transport: Transport,
         route: str,
         body: BodySource,
         max_body_bytes: int,
         request_id: str,
         headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        *,
         query: Mapping[str, str] | None = None,
         path: str = "",
-        content_type: str = "application/json",
     ) -> None:
+        """Front ends pass these by position: naming seven arguments on every call costs
+        more than the rest of the constructor does."""
         self.transport: Transport = transport
         self.content_type = content_type
         self.route = route
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else Headers()
-        self._query: Mapping[str, str] = query or {}
-        self._path = path
         self._body_source = body
         self._max_body_bytes = max_body_bytes
-        self._body: bytes | None = None
-        self._streamed = False
-        self.disconnect_reason: str | None = None
-        self._disconnected_event: threading.Event | None = None  # made on first use
-        self._disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
+        if query:
+            self._query = query
+        if path:
+            self._path = path
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -139,11 +158,21 @@ class Request:
 
     async def body(self) -> bytes:
         """The whole body, read once and cached; PayloadTooLarge past the limit."""
+        body = self.received_body()
+        if body is None:
+            self._streamed = True
+            body = self._body = await self._body_source.read(self._max_body_bytes)
+        return body
+
+    def received_body(self) -> bytes | None:
+        """The whole body if it is here already, without waiting (`body()` waits): a small
+        one usually comes with the call. None if it has yet to arrive."""
         if self._body is None:
             if self._streamed:
                 raise InvalidInput("the request body was already consumed by stream()")
-            self._streamed = True
-            self._body = await self._body_source.read(self._max_body_bytes)
+            self._body = self._body_source.received(self._max_body_bytes)
+            if self._body is not None:
+                self._streamed = True
         return self._body
 
     async def json(self) -> Any:
@@ -221,13 +250,13 @@ def _noop() -> None:
     return None
 
 
-_id_prefix = os.urandom(6).hex()
+_id_format = os.urandom(6).hex() + "%08x"
 _id_counter = itertools.count(1)
 
 
 def new_request_id() -> str:
     """Unique per process and across restarts; cheaper than a uuid4 on every request."""
-    return f"{_id_prefix}{next(_id_counter):08x}"
+    return _id_format % next(_id_counter)
 
 
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(

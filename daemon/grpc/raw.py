@@ -40,6 +40,9 @@ class UploadBody:
         self._first: UploadRequest | None = first
         self._rest = rest
 
+    def received(self, limit: int) -> None:
+        return None  # the messages after the first are pulled off the call as they are read
+
     async def read(self, limit: int) -> bytes:
         parts: list[bytes] = []
         size = 0

@@ -173,15 +173,8 @@ class ModelServicer:
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         if content_type is None:
             content_type = raw.JSON
-        return Request(
-            transport="grpc",
-            route=route or DEFAULT_ROUTE,
-            body=body,
-            max_body_bytes=self._max_body_bytes,
-            request_id=request_id,
-            headers=headers,
-            content_type=content_type or raw.DEFAULT_CONTENT_TYPE,
-        )
+        return Request("grpc", route or DEFAULT_ROUTE, body, self._max_body_bytes, request_id,
+                       headers, content_type or raw.DEFAULT_CONTENT_TYPE)
 
 
 async def _refuse_stream(result: Any, route: str, stream_rpc: str, rpc: str) -> None:

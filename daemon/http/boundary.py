@@ -19,6 +19,7 @@ from daemon.errors import TwinserveError
 from daemon.http import formats
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
 from daemon.http.formats import WireFormat
+from daemon.http.headers import REQUEST_ID
 from daemon.observe import CallObserver
 from daemon.request import new_request_id
 
@@ -28,7 +29,6 @@ Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 """A route's own work: (request, request id) -> response; errors are raised, not answered."""
 
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first", for metrics and logs
-REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class Boundary:
@@ -48,7 +48,7 @@ class Boundary:
 
         async def boundary(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
-            request_id = request.headers.get(REQUEST_ID_HEADER) or new_request_id()
+            request_id = request.headers.get(REQUEST_ID) or new_request_id()
             status = CLIENT_CLOSED
             try:
                 try:

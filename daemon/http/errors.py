@@ -21,6 +21,7 @@ from daemon.errors import (
     TwinserveError,
 )
 from daemon.http.formats import WireFormat
+from daemon.http.headers import REQUEST_ID
 
 _STATUS_BY_CLASS: tuple[tuple[type[TwinserveError], int], ...] = (
     (Overloaded, 429),
@@ -90,5 +91,6 @@ def internal_error_response(request_id: str, wire: WireFormat) -> web.Response:
 
 
 def _response(status: int, body: bytes, request_id: str) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json",
-                        headers={"X-Request-Id": request_id})
+    response = web.Response(status=status, body=body, content_type="application/json")
+    response.headers[REQUEST_ID] = request_id
+    return response

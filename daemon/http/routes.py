@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from daemon import codec
 from daemon.config import Config
@@ -13,6 +13,7 @@ from daemon.errors import NotFound, NotReady, PayloadTooLarge
 from daemon.http import formats
 from daemon.http.boundary import Boundary, Handler
 from daemon.http.errors import error_response
+from daemon.http.headers import REQUEST_ID
 from daemon.http.streaming import write_chunks
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ChunkStream, ModelPipeline
@@ -37,10 +38,7 @@ class HttpBody:
     def __init__(self, request: web.Request) -> None:
         self._request = request
 
-    async def read(self, limit: int) -> bytes:
-        declared = self._request.content_length
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(limit)
+    def received(self, limit: int) -> bytes | None:
         content = self._request.content
         if content.is_eof():
             # All of it has arrived (a small body usually comes with the headers): take it
@@ -49,6 +47,12 @@ class HttpBody:
             if len(data) > limit:
                 raise PayloadTooLarge(limit)
             return data
+        declared = self._request.content_length
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(limit)  # refused before any of it is read
+        return None
+
+    async def read(self, limit: int) -> bytes:
         try:
             return await self._request.read()  # the app's client_max_size is `limit`
         except web.HTTPRequestEntityTooLarge as exc:
@@ -67,10 +71,9 @@ class HttpRequest(Request):
 
     def __init__(self, request: web.Request, route: str, request_id: str, max_body_bytes: int,
                  content_type: str) -> None:
-        super().__init__(transport="http", route=route, body=HttpBody(request),
-                         max_body_bytes=max_body_bytes, request_id=request_id,
-                         headers=request.headers,  # already case-insensitive
-                         content_type=content_type)
+        # The headers are aiohttp's, case-insensitive already.
+        super().__init__("http", route, HttpBody(request), max_body_bytes, request_id,
+                         request.headers, content_type)
         self._http = request
 
     @property
@@ -132,16 +135,17 @@ class Routes:
             if check_name:
                 self._check_model_name(request)
             twin = HttpRequest(request, route, request_id, max_body_bytes,
-                               content_type or request.headers.get("Content-Type") or JSON)
+                               content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
             result = await call(route, twin)
             if isinstance(result, ChunkStream):
                 return await write_chunks(request, result, request_id, wire)
             if isinstance(result, Response):
-                headers = {**result.headers, "Content-Type": result.content_type,
-                           "X-Request-Id": request_id}
+                headers = {**result.headers, hdrs.CONTENT_TYPE: result.content_type,
+                           REQUEST_ID: request_id}
                 return web.Response(body=result.body, status=result.status, headers=headers)
-            return web.Response(body=codec.encode_result(route, result), content_type=JSON,
-                                headers={"X-Request-Id": request_id})
+            response = web.Response(body=codec.encode_result(route, result), content_type=JSON)
+            response.headers[REQUEST_ID] = request_id
+            return response
 
         handler.__name__ = route
         return handler

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from daemon.errors import TwinserveError
 from daemon.http.errors import error_payload
 from daemon.http.formats import WireFormat
+from daemon.http.headers import REQUEST_ID
 from daemon.model.pipeline import ChunkStream
 
 log = logging.getLogger("twinserve.http")
@@ -43,7 +44,7 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
         raise
     content_type = wire.stream_content_type or content_type_for(first)
     response = web.StreamResponse(
-        headers={"Content-Type": content_type, "X-Request-Id": request_id}
+        headers={hdrs.CONTENT_TYPE: content_type, REQUEST_ID: request_id}
     )
     response.enable_chunked_encoding()
     encode = wire.encode_chunk
