@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
 from daemon import codec
@@ -110,6 +110,50 @@ class ChunkStream:
             release()
 
 
+Start = Callable[[Any, Request], Awaitable[Any]]
+"""(input, request) -> an awaitable of the method's result; an async generator method's
+result is the generator."""
+
+
+class _Method:
+    """One of the model's methods, bound, with how to call it decided once: which arguments
+    it takes, and whether it runs on the loop or in the pool. `pre` and `post` are
+    predict's hooks."""
+
+    __slots__ = ("name", "reads_body", "start", "pre", "post")
+
+    def __init__(self, spec: MethodSpec, fn: Callable[..., Any],
+                 run_sync: Callable[..., Awaitable[Any]]) -> None:
+        self.name = spec.name
+        self.reads_body = spec.shape is not ArgShape.REQUEST
+        self.start = _starter(spec, fn, run_sync)
+        self.pre: _Method | None = None
+        self.post: _Method | None = None
+
+
+def _starter(spec: MethodSpec, fn: Callable[..., Any],
+             run_sync: Callable[..., Awaitable[Any]]) -> Start:
+    """Decided here, once, rather than on every call: a coroutine method's own coroutine is
+    what the call awaits, with no wrapper of ours between."""
+    call: Callable[..., Awaitable[Any]]
+    if spec.is_async_generator:
+        def call(*args: Any) -> Awaitable[Any]:
+            return _ready(fn(*args))
+    elif spec.is_coroutine:
+        call = fn
+    else:
+        call = functools.partial(run_sync, fn)  # sync code never runs on the loop
+    if spec.shape is ArgShape.INPUT:
+        return lambda inputs, request: call(inputs)
+    if spec.shape is ArgShape.REQUEST:
+        return lambda inputs, request: call(request)
+    return call
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
 class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
@@ -123,19 +167,16 @@ class ModelPipeline:
         self._live: dict[Request, tuple[asyncio.Task[Any], asyncio.TimerHandle | None]] = {}
         self._idle: asyncio.Future[None] | None = None  # made by wait_idle, set by _end
         self._specs = dict(specs)
-        # The routes clients may call: every method but the predict hooks.
-        self._routes = {route: spec for route, spec in specs.items()
-                        if route not in ("preprocess", "postprocess")}
         self._model: Any = None
-        self._methods: dict[str, Callable[..., Any]] = {}  # the model's, bound, by name
         self._state = State.LOADING
+        # The routes clients may call (every method but the predict hooks), bound to the
+        # model; empty unless READY, so one lookup tells a call whether it may run.
+        self._serving: dict[str, _Method] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # the one calls run on; set by load()
         self.admission = admission
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(16, admission.concurrency + 4), thread_name_prefix="twinserve-model"
         )
-        self._has_pre = "preprocess" in specs
-        self._has_post = "postprocess" in specs
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -145,7 +186,7 @@ class ModelPipeline:
         self._loop = asyncio.get_running_loop()
         try:
             self._model = await self.run_sync(self._factory)
-            self._methods = {name: getattr(self._model, name) for name in self._specs}
+            routes = self._bind(self._model)
             load = getattr(self._model, "load", None)
             if callable(load):
                 if inspect.iscoroutinefunction(load):
@@ -159,6 +200,15 @@ class ModelPipeline:
             self._metrics.model_load_seconds.set(time.perf_counter() - started)
         if self._state is State.LOADING:  # not if a drain began meanwhile
             self._state = State.READY
+            self._serving = routes
+
+    def _bind(self, model: Any) -> dict[str, _Method]:
+        methods = {name: _Method(spec, getattr(model, name), self.run_sync)
+                   for name, spec in self._specs.items()}
+        predict = methods["predict"]
+        predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
+        return {route: method for route, method in methods.items()
+                if route not in ("preprocess", "postprocess")}
 
     async def not_ready_reason(self) -> str | None:
         """None when ready to serve; otherwise why not (for readiness probes)."""
@@ -188,6 +238,7 @@ class ModelPipeline:
         """Refuse new calls (NotReady) and report not ready; calls in flight carry on."""
         if self._state in (State.READY, State.LOADING):
             self._state = State.DRAINING
+            self._serving = {}
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight; False if some still are after `timeout` s."""
@@ -226,43 +277,46 @@ class ModelPipeline:
 
         Raises TwinserveError subclasses only (model exceptions become ModelError).
         """
-        if self._state is not State.READY:
-            raise NotReady(_NOT_READY_REASONS[self._state])
-        spec = self._routes.get(route)
-        if spec is None:
-            raise NotFound(f"this model does not implement {route} (define Model.{route} to "
-                           "serve this route)")
+        method = self._serving.get(route)
+        if method is None:
+            raise self._refusal(route)
         # Left set for the rest of the handler's task, so engine work started anywhere while
         # handling this request (even from a stream) is tied to it.
         current_request.set(request)
         loop = self._loop
-        assert loop is not None  # READY implies load() ran, on this loop
+        assert loop is not None  # serving implies load() ran, on this loop
         task = asyncio.current_task(loop)  # with the loop given: no lookup (and no getpid(2))
         assert task is not None, "ModelPipeline.call must run in a task"
         timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout") \
             if self._request_timeout_s else None
         self._live[request] = (task, timer)
         streaming = False
+        running: _Method | None = None  # the model method being awaited, named in its errors
         try:
             inputs = None
             binary = False
-            if spec.shape is not ArgShape.REQUEST:
+            if method.reads_body:
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
-                data = await request.body()
+                data = request.received_body()
+                if data is None:
+                    data = await request.body()
                 binary = codec.is_binary(request.content_type)
                 inputs = codec.unpack(data) if binary else codec.loads(data)
-            hooks = route == "predict"
-            if hooks and self._has_pre:
-                inputs = await self._invoke(self._specs["preprocess"], inputs, request)
+            if method.pre is not None:
+                running = method.pre
+                inputs = await running.start(inputs, request)
+                running = None
             if not self.admission.try_acquire():
                 await self.admission.acquire()
             try:
-                result = await self._invoke(spec, inputs, request)
+                running = method
+                result = await method.start(inputs, request)
+                running = None
                 # A plain value is by far the common answer; only other types can be streams.
                 chunks = None if isinstance(result, _PLAIN) else \
                     _as_chunks(result, self._executor, request)
                 if chunks is not None:
-                    if hooks and self._has_post:
+                    if method.post is not None:
                         await _close(chunks)
                         raise ModelError(
                             "predict returned a generator (streaming), but the model also "
@@ -276,8 +330,10 @@ class ModelPipeline:
             finally:
                 if not streaming:
                     self.admission.release()
-            if hooks and self._has_post:
-                result = await self._invoke(self._specs["postprocess"], result, request)
+            if method.post is not None:
+                running = method.post
+                result = await running.start(result, request)
+                running = None
             if not binary and isinstance(result, _PLAIN):
                 return result  # the common case, decided without probing attributes
             return _as_response(result, binary, route)
@@ -287,29 +343,20 @@ class ModelPipeline:
             if error is not None:
                 raise error from None
             raise
+        except Exception as exc:
+            if running is None or isinstance(exc, TwinserveError):
+                raise
+            raise model_error(running.name, exc, request) from exc
         finally:
             if not streaming:
                 self._end(request)
 
-    async def _invoke(self, spec: MethodSpec, inputs: Any, request: Request) -> Any:
-        args: tuple[Any, ...]
-        if spec.shape is ArgShape.INPUT:
-            args = (inputs,)
-        elif spec.shape is ArgShape.REQUEST:
-            args = (request,)
-        else:
-            args = (inputs, request)
-        fn = self._methods[spec.name]
-        try:
-            if spec.is_async_generator:
-                return fn(*args)
-            if spec.is_coroutine:
-                return await fn(*args)
-            return await self.run_sync(fn, *args)
-        except TwinserveError:
-            raise
-        except Exception as exc:
-            raise model_error(spec.name, exc, request) from exc
+    def _refusal(self, route: str) -> TwinserveError:
+        """Why `route` cannot run now: the daemon is not ready, or the model lacks it."""
+        if self._state is not State.READY:
+            return NotReady(_NOT_READY_REASONS[self._state])
+        return NotFound(f"this model does not implement {route} (define Model.{route} to serve "
+                        "this route)")
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking model code in the pool, never on the event loop; context carried."""
