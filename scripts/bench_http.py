@@ -76,7 +76,9 @@ def wrk(url: str, body: bytes, duration: int, connections: int = 16) -> dict[str
 
 
 def start_bare(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", BARE_SERVER, str(port)])
+    # stderr dropped: aiohttp logs every connection wrk cuts off at the end of a run.
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", BARE_SERVER, str(port)],
+                            stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             httpx.post(f"http://127.0.0.1:{port}/predict", content=b"{}")
