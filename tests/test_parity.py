@@ -51,6 +51,15 @@ def test_prepost_runs_all_three_steps(client_for: Any) -> None:
     assert client.predict({"x": 1}) == {"x": 1, "steps": ["preprocess", "predict", "postprocess"]}
 
 
+@pytest.mark.parametrize("hook", ["preprocess", "postprocess"])  # sync, then async
+def test_a_failing_hook_is_named_in_its_error(client_for: Any, hook: str) -> None:
+    client = client_for(MODELS / "prepost")
+    err = error_of(client.predict, {"fail": hook})
+    assert (err.code, err.message) == ("INTERNAL",
+                                       f"{hook} raised ValueError: asked to fail in {hook}")
+    assert client.predict({"x": 1})["steps"] == ["preprocess", "predict", "postprocess"]
+
+
 def test_truss_style_model(client_for: Any) -> None:
     client = client_for(MODELS / "truss_style")
     result = client.predict({"secret": "api_token"})
@@ -64,6 +73,26 @@ def test_raw_request_sees_body_and_metadata(client_for: Any, transport: str) -> 
     result = client.predict({"k": "v"})
     assert result == {"transport": transport, "length": len(b'{"k":"v"}'),
                       "prefix": '{"k":"v"}', "header": "hello", "query": {}}
+
+
+def test_received_body_is_all_of_the_body_or_none(client_for: Any, tmp_path_factory: Any,
+                                                  transport: str) -> None:
+    model = _model_dir(tmp_path_factory, "received", '''
+from daemon import Request
+
+class Model:
+    async def predict(self, request: Request) -> dict:
+        early = request.received_body()
+        body = await request.body()
+        again = request.received_body()
+        return {"early": early and early.decode(), "body": body.decode(), "again": again.decode()}
+''')
+    result = client_for(model).predict({"k": "v"})
+    assert result["body"] == result["again"] == '{"k":"v"}'
+    if transport == "grpc":
+        assert result["early"] == result["body"]  # a unary message arrives whole
+    else:
+        assert result["early"] in (None, result["body"])  # never a part of it
 
 
 def test_headers_and_api_key_reach_the_model(client_for: Any, tmp_path_factory: Any) -> None:
