@@ -33,6 +33,16 @@ async def collect(deltas: object) -> list[Delta]:
     return [d async for d in deltas]  # type: ignore[attr-defined]
 
 
+async def generating(backend: ScriptedBackend) -> None:
+    """Until a generation is running on `backend`: how long that takes depends on the
+    machine, so the tests wait for it rather than for a fixed time."""
+    async def started() -> None:
+        while not backend.running:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(started(), 5)
+
+
 def prompt(**sampling: object) -> GenerationRequest:
     return GenerationRequest(prompt="hi", sampling=SamplingParams(**sampling))  # type: ignore[arg-type]
 
@@ -59,7 +69,7 @@ async def test_cancel_stops_backend_even_when_nobody_reads() -> None:
     backend = ScriptedBackend(["a", "b", "c"], gated=True)
     core, metrics = await started(backend)
     it = core.submit(prompt())
-    await asyncio.sleep(0.01)
+    await generating(backend)
     assert sample("twinserve_engine_in_flight", metrics) == 1
     it.cancel()
     it.cancel()  # idempotent
@@ -76,7 +86,7 @@ async def test_cancel_from_another_thread() -> None:
     backend = ScriptedBackend(["a"] * 5, gated=True)
     core, _ = await started(backend)
     it = core.submit(prompt())
-    await asyncio.sleep(0.01)
+    await generating(backend)
     thread = threading.Thread(target=it.cancel)
     thread.start()
     thread.join()
@@ -103,7 +113,7 @@ async def test_disconnect_of_current_request_cancels() -> None:
         it = core.submit(prompt())
     finally:
         current_request.reset(token)
-    await asyncio.sleep(0.01)
+    await generating(backend)
     request.mark_disconnected()
     deltas = await asyncio.wait_for(collect(it), 1)
     assert deltas[-1].finish_reason == "cancelled"
@@ -127,7 +137,8 @@ async def test_queued_to_capacity_and_cancel_while_queued() -> None:
     core, metrics = await started(backend)
     first = core.submit(prompt())
     second = core.submit(prompt())
-    await asyncio.sleep(0.01)
+    await generating(backend)
+    await asyncio.sleep(0.01)  # time for the second to start too, were capacity not 1
     assert backend.max_running == 1 and len(backend.requests) == 1
     second.cancel()
     deltas = await asyncio.wait_for(collect(second), 1)
@@ -197,7 +208,7 @@ async def test_submit_before_start_and_after_close() -> None:
         core.submit(prompt())
     await core.start()
     it = core.submit(prompt())
-    await asyncio.sleep(0.01)
+    await generating(backend)
     await core.close()
     assert backend.closed and backend.running == 0
     assert (await collect(it))[-1].finish_reason == "cancelled"
