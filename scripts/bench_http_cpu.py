@@ -7,7 +7,8 @@ With no sockets, no load generator and no second process, the figures move by a 
 tenths of a microsecond between runs, where `bench_http.py`'s throughput ratios move by a
 few percent; use this to see whether a change to the hot path helps, and `bench_http.py`
 for the figure the issue's target is about (a socket round trip adds ~13 us to both sides
-there, and cache effects under 16 connections add to the daemon's share).
+there, and under 16 connections the daemon's share roughly doubles, in user time, for
+reasons not pinned down: a microsecond saved here is ~3 points of that ratio).
 
     python scripts/bench_http_cpu.py --rounds 3 --requests 50000
     python scripts/bench_http_cpu.py --profile      # cProfile of the daemon's side, top 40
