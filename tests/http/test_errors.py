@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -86,6 +87,18 @@ def test_unserialisable_result_is_500(errors: DaemonProcess) -> None:
 def test_body_over_limit_by_content_length_is_413(small_limit: DaemonProcess) -> None:
     response = httpx.post(f"{small_limit.http_url}/predict", content=b"x" * (LIMIT + 1))
     assert str(LIMIT) in _error(response, 413, "request_too_large")
+    _still_serving(small_limit)
+
+
+def test_declared_length_over_limit_is_413_before_the_body_arrives(
+        small_limit: DaemonProcess) -> None:
+    # Only the headers and a few bytes are sent: the answer can come from Content-Length alone.
+    host, port = small_limit.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n{\"a\"" % (100 * LIMIT))
+        head = sock.recv(65536).split(b"\r\n", 1)[0]
+    assert head == b"HTTP/1.1 413 Request Entity Too Large"
     _still_serving(small_limit)
 
 
