@@ -68,8 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         metrics = Metrics()
         engine = build_engine(config, metrics)
-        pipeline = build_pipeline(config, metrics,
-                                  {"engine": engine} if engine is not None else None)
+        pipeline = build_pipeline(config, metrics, engine)
     except ModelDefinitionError as exc:
         log.error("%s", exc.message)
         return 1

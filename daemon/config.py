@@ -59,6 +59,7 @@ class RuntimeConfig:
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
+ENGINE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +72,11 @@ class EngineConfig:
 
     backend: str
     model: str | None = None
-    capacity: int | None = None  # concurrent generations; None: the backend's own choice
+    max_batch_size: int | None = None  # generations run at once; None: the backend's choice
     device: str = "cpu"  # hf only
+    dtype: str = "auto"  # hf only: float32, bfloat16, float16, or the checkpoint's (auto)
+    kv_cache_mib: int = 512  # hf only: the paged KV cache shared by the batch
+    max_batch_tokens: int = 512  # hf only: tokens (prompt chunks and decodes) in one step
     token_delay_ms: float = 20.0  # simulated only
     abort_timeout_s: float = 5.0  # trtllm only: wait this long for the final 'cancelled' item
 
@@ -201,14 +205,21 @@ def _engine(raw: Any) -> EngineConfig | None:
         raise ConfigError(f"engine.model: expected a non-empty string, got {_kind(model)} {model!r}")
     if backend == "trtllm" and model is None:
         raise ConfigError("engine.model: required for backend trtllm (a checkpoint or engine dir)")
-    capacity = raw.get("capacity")
-    if capacity is not None:
-        capacity = _positive_int(raw, "engine.capacity", 1)
+    max_batch_size = raw.get("max_batch_size")
+    if max_batch_size is not None:
+        max_batch_size = _positive_int(raw, "engine.max_batch_size", 1)
+    dtype = raw.get("dtype", "auto")
+    if dtype not in ENGINE_DTYPES:
+        raise ConfigError(f"engine.dtype: expected one of {', '.join(ENGINE_DTYPES)}, "
+                          f"got {dtype!r}")
     return EngineConfig(
         backend=backend,
         model=model,
-        capacity=capacity,
+        max_batch_size=max_batch_size,
         device=_engine_device(raw.get("device", "cpu")),
+        dtype=dtype,
+        kv_cache_mib=_positive_int(raw, "engine.kv_cache_mib", 512),
+        max_batch_tokens=_positive_int(raw, "engine.max_batch_tokens", 512),
         token_delay_ms=_non_negative_number(raw, "engine.token_delay_ms", 20.0),
         abort_timeout_s=_non_negative_number(raw, "engine.abort_timeout_s", 5.0),
     )

@@ -43,6 +43,40 @@ class Metrics:
             buckets=_CANCEL_BUCKETS,
             registry=self.registry,
         )
+        self.engine_batch_size = Gauge(
+            "twinserve_engine_batch_size",
+            "Generations in the batch the engine's backend is running now.",
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "twinserve_engine_time_to_first_token_seconds",
+            "From a generation's submission to the engine to its first token.",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.inter_token_latency = Histogram(
+            "twinserve_engine_inter_token_seconds",
+            "Between consecutive tokens (or deltas) of one generation.",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.engine_queue_seconds = Histogram(
+            "twinserve_engine_queue_seconds",
+            "From a generation's submission until the backend takes it into its batch "
+            "(engine.max_batch_size reached: it waits).",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.prompt_tokens = Counter(
+            "twinserve_engine_prompt_tokens",
+            "Prompt tokens of generations the engine ran (tokens in).",
+            registry=self.registry,
+        )
+        self.completion_tokens = Counter(
+            "twinserve_engine_completion_tokens",
+            "Completion tokens of finished generations (tokens out, as delivered).",
+            registry=self.registry,
+        )
 
         self.calls = CallStats()
         self.registry.register(self.calls)
@@ -60,28 +94,6 @@ class Metrics:
             "twinserve_cancellations",
             "Model calls ended early, by reason: client_disconnect, timeout or drain.",
             ["reason"],
-            registry=self.registry,
-        )
-        self.time_to_first_token = Histogram(
-            "twinserve_time_to_first_token_seconds",
-            "From a generation's submission to the engine to its first token.",
-            buckets=_TOKEN_BUCKETS,
-            registry=self.registry,
-        )
-        self.inter_token_latency = Histogram(
-            "twinserve_inter_token_latency_seconds",
-            "Between consecutive deltas of one generation.",
-            buckets=_TOKEN_BUCKETS,
-            registry=self.registry,
-        )
-        self.prompt_tokens = Counter(
-            "twinserve_prompt_tokens",
-            "Prompt tokens of finished generations (tokens in).",
-            registry=self.registry,
-        )
-        self.completion_tokens = Counter(
-            "twinserve_completion_tokens",
-            "Completion tokens of finished generations (tokens out, as delivered).",
             registry=self.registry,
         )
         self.model_load_seconds = Gauge(

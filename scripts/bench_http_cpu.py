@@ -89,7 +89,7 @@ def bare_app() -> web.Application:
 async def daemon_app(model_dir: Path) -> web.Application:
     config = from_cli(model_dir, ServerConfig(host="127.0.0.1", http_port=0, grpc_port=0))
     metrics = Metrics()
-    pipeline = build_pipeline(config, metrics, None)
+    pipeline = build_pipeline(config, metrics)
     await pipeline.load()
     return build_app(pipeline, config, metrics, CallObserver(metrics),
                      auth_check(config.server.api_key))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.generation import Delta, GenerationRequest
+from daemon.errors import InvalidInput
 
 # -- an engine backend --------------------------------------------------------------------
 
@@ -19,9 +20,9 @@ class ScriptedBackend:
 
     name = "scripted"
 
-    def __init__(self, pieces: Sequence[str] = ("a", "b", "c"), *, capacity: int = 4,
+    def __init__(self, pieces: Sequence[str] = ("a", "b", "c"), *, max_batch_size: int = 4,
                  gated: bool = False, fail_after: int | None = None) -> None:
-        self.capacity = capacity
+        self.max_batch_size = max_batch_size
         self.pieces = list(pieces)
         self.gated = gated
         self.fail_after = fail_after
@@ -38,6 +39,17 @@ class ScriptedBackend:
 
     async def close(self) -> None:
         self.closed = True
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        if request.prompt == "too long":
+            raise InvalidInput("prompt: longer than this backend's context", "prompt")
+        return request
+
+    def batch_size(self) -> int:
+        return self.running
+
+    def unavailable(self) -> str | None:
+        return None
 
     async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
         self.requests.append(request)
@@ -79,6 +91,10 @@ class FakeTrtSamplingParams:
     top_k: int | None = None
     seed: int | None = None
     n: int = 1
+    ignore_eos: bool = False
+    min_tokens: int | None = None
+    repetition_penalty: float | None = None
+    stop_token_ids: list[int] | None = None
 
 
 @dataclasses.dataclass

@@ -213,8 +213,10 @@ def test_request_metrics_by_transport_route_and_code(limited: DaemonProcess, cli
     text = httpx.get(f"{limited.http_url}/metrics").text
     for name in ("twinserve_request_duration_seconds_bucket", "twinserve_queue_depth",
                  "twinserve_in_flight", "twinserve_model_load_seconds",
-                 "twinserve_time_to_first_token_seconds", "twinserve_inter_token_latency_seconds",
-                 "twinserve_prompt_tokens_total", "twinserve_completion_tokens_total",
+                 "twinserve_engine_time_to_first_token_seconds",
+                 "twinserve_engine_inter_token_seconds", "twinserve_engine_queue_seconds",
+                 "twinserve_engine_batch_size", "twinserve_engine_prompt_tokens_total",
+                 "twinserve_engine_completion_tokens_total",
                  "twinserve_cancellations_total"):
         assert name in text, name
 

@@ -12,15 +12,35 @@ from daemon.engine.generation import Delta, GenerationRequest
 class Backend(Protocol):
     """Turns one single-choice generation into deltas, and stops when told to.
 
-    The core calls everything on the event-loop thread, runs at most `capacity`
+    The core calls everything on the event-loop thread, runs at most `max_batch_size`
     generations at once, and queues the rest.
     """
 
     name: str
-    capacity: int
+    max_batch_size: int
 
     async def start(self) -> None:
         """Load weights and the like; the daemon reports ready only after this returns."""
+        ...
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """Check `request` against this backend and model before anything starts.
+
+        Called by `EngineCore.submit()`, so a client gets a plain 400 rather than a failed
+        stream. May return the request with work done once (the prompt's token ids).
+
+        Raises:
+            InvalidInput: the prompt and `max_tokens` exceed the model's context, or the
+                request asks for something this backend cannot do.
+        """
+        ...
+
+    def batch_size(self) -> int:
+        """Generations in the batch the backend is running now (for the metrics)."""
+        ...
+
+    def unavailable(self) -> str | None:
+        """Why the backend cannot take work now (recovering from a failure), else None."""
         ...
 
     def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:

@@ -13,16 +13,18 @@ def build_backend(config: EngineConfig, cache_dir: Path) -> Backend:
         from daemon.engine.simulated import SimulatedBackend
 
         return SimulatedBackend(token_delay_ms=config.token_delay_ms,
-                                capacity=config.capacity or 64)
+                                max_batch_size=config.max_batch_size or 64)
     if config.backend == "hf":
         from daemon.engine.hf import HfBackend
 
         return HfBackend(model=config.model, cache_dir=cache_dir, device=config.device,
-                         capacity=config.capacity or 1)
+                         dtype=config.dtype, max_batch_size=config.max_batch_size or 32,
+                         kv_cache_mib=config.kv_cache_mib,
+                         max_batch_tokens=config.max_batch_tokens)
     if config.backend == "trtllm":
         from daemon.engine.trtllm import TrtllmBackend
 
         assert config.model is not None  # config.py requires it for trtllm
-        return TrtllmBackend.from_model(config.model, capacity=config.capacity or 256,
+        return TrtllmBackend.from_model(config.model, max_batch_size=config.max_batch_size or 256,
                                         abort_timeout_s=config.abort_timeout_s)
     raise ValueError(f"unknown engine backend {config.backend!r}")  # config.py rejects these

@@ -89,7 +89,7 @@ class _Progress:
 
 
 class EngineCore:
-    """Admits generations, queues them to the backend's capacity, and keeps the metrics."""
+    """Admits generations, queues them to the backend's batch limit, and keeps the metrics."""
 
     def __init__(self, backend: Backend, metrics: Metrics, max_queue: int | None = None) -> None:
         self.backend = backend
@@ -101,7 +101,14 @@ class EngineCore:
 
     async def start(self) -> None:
         await self.backend.start()
-        self._slots = AdmissionController(self.backend.capacity, self._max_queue)
+        self._slots = AdmissionController(self.backend.max_batch_size, self._max_queue)
+        self._metrics.engine_batch_size.set_function(self.backend.batch_size)
+
+    def unavailable(self) -> str | None:
+        """Why the engine cannot take generations now (for readiness), else None."""
+        if self._slots is None or self._closed:
+            return "the engine is shutting down" if self._closed else "the engine has not started"
+        return self.backend.unavailable()
 
     def submit(self, request: GenerationRequest) -> ResponseIterator:
         """Start `request`; call on the event-loop thread.
@@ -110,16 +117,18 @@ class EngineCore:
         cancels it even if model code never checks.
 
         Raises:
-            NotReady: the engine has not started or is shutting down.
+            NotReady: the engine has not started, is shutting down or is recovering.
+            InvalidInput: the backend cannot run the request (e.g. longer than the context).
         """
-        if self._slots is None or self._closed:
-            raise NotReady("the engine is shutting down" if self._closed
-                           else "the engine has not started")
+        reason = self.unavailable()
+        if reason is not None:
+            raise NotReady(reason)
         loop = asyncio.get_running_loop()
         if request.request_id is None:
             handling = current_request.get()
             if handling is not None:
                 request = dataclasses.replace(request, request_id=handling.request_id)
+        request = self.backend.prepare(request)
         iterator = ResponseIterator(loop, request.sampling.n)
         iterator.submitted_at = loop.time()
         self._live.add(iterator)
@@ -182,6 +191,8 @@ class EngineCore:
         announced = False
         acquired = await self._acquire(signal)
         loop = asyncio.get_running_loop()
+        if acquired:
+            self._metrics.engine_queue_seconds.observe(loop.time() - it.submitted_at)
         last_at: float | None = None
         try:
             if acquired:

@@ -21,6 +21,8 @@ class GenerationRequest:
     messages: Sequence[Mapping[str, str]] | None = None
     sampling: SamplingParams = dataclasses.field(default_factory=SamplingParams)
     request_id: str | None = None  # filled from the request being handled when left out
+    prompt_token_ids: tuple[int, ...] | None = None  # the rendered prompt, once a backend's
+    # prepare() has tokenized it
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

@@ -1,53 +1,67 @@
-"""Backend `hf`: transformers' generate() in a worker thread, streamed back to the loop.
+"""Backend `hf`: transformers' continuous batching, so concurrent requests share each step.
 
-generate() blocks, so each generation runs in a thread of its own; a TextIteratorStreamer
-subclass hands text to the loop as it is decoded, and a StoppingCriteria polls the cancel
-signal between tokens, so a cancel stops the thread within about one token. The thread is
-always joined before the generation counts as finished.
+One `ContinuousBatchingManager` (transformers' own scheduler and paged KV cache) runs the
+model in its background thread; requests join and leave the running batch between steps.
+Its outputs come back on the event loop through `register_result_handler`, one cumulative
+`GenerationOutput` per step, and are turned into text deltas here. A cancel goes to
+`cancel_request`, which drops the request and frees its cache blocks before the next step.
+
+If the generation loop itself dies (a failing forward pass), every request in the batch
+gets the failure, the backend reports itself unavailable, and a fresh manager is started
+for the next requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from daemon.engine.cancel import CancelSignal
+from daemon.engine.detokenize import IncrementalDetokenizer
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
-from daemon.errors import ModelDefinitionError
+from daemon.errors import InvalidInput, ModelDefinitionError, ModelError
 
 log = logging.getLogger("twinserve.engine.hf")
 
-Push = Callable[["_Piece | BaseException | None"], None]
+MiB = 1024 * 1024
+PAGE_TOKENS = 64  # tokens per KV-cache page; small pages waste less on short requests
 
-
-class _Piece:
-    __slots__ = ("text", "token_ids")
-
-    def __init__(self, text: str, token_ids: tuple[int, ...]) -> None:
-        self.text = text
-        self.token_ids = token_ids
+_CANCELLED = object()  # queue marker: the request was cancelled from our side
 
 
 class HfBackend:
     name = "hf"
 
     def __init__(self, *, model: str | None, cache_dir: Path, device: str = "cpu",
-                 capacity: int = 1) -> None:
-        self.capacity = capacity
+                 dtype: str = "auto", max_batch_size: int = 32, kv_cache_mib: int = 512,
+                 max_batch_tokens: int = 512) -> None:
+        self.max_batch_size = max_batch_size
         self._model_ref = model
         self._cache_dir = cache_dir
         self._device = device
+        self._dtype = dtype
+        self._kv_cache_mib = kv_cache_mib
+        self._max_batch_tokens = max_batch_tokens
         self._model: Any = None
         self._tokenizer: Any = None
+        self._manager: Any = None
+        self._eos: frozenset[int] = frozenset()
+        self._context = 0  # most tokens (prompt and output) one request may hold
+        self._ids = itertools.count()
+        self._recovering: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
+        self._manager = await asyncio.to_thread(self._start_manager)
 
     def _load(self) -> None:
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self._model_ref is None:
@@ -56,144 +70,213 @@ class HfBackend:
             source: str | Path = converted_dir(self._cache_dir)
         else:
             source = self._model_ref
+        dtype = "auto" if self._dtype == "auto" else getattr(torch, self._dtype)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(source)
-            model: Any = AutoModelForCausalLM.from_pretrained(source)
-            self._model = model.to(self._device)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, attn_implementation="sdpa")
         except OSError as exc:
             raise ModelDefinitionError(f"engine.model: cannot load {source!r}: {exc}") from exc
-        self._model.eval()
-        log.info("hf backend loaded %s on %s", source, self._device)
+        self._model = model.to(self._device).eval()
+        eos = self._model.generation_config.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        if self._tokenizer.eos_token_id is not None:
+            eos_ids.append(self._tokenizer.eos_token_id)
+        self._eos = frozenset(int(i) for i in eos_ids if i is not None)
+        log.info("hf backend loaded %s on %s as %s", source, self._device, self._model.dtype)
+
+    def _start_manager(self) -> Any:
+        """A started manager, with our per-request sampling, warmed up by one tiny request."""
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        from daemon.engine.hf_sampling import BatchSampling, request_kwargs
+
+        text_config = self._model.config.get_text_config()
+        blocks = max(1, self._kv_cache_mib * MiB // self._block_bytes(text_config))
+        self._context = min(blocks * PAGE_TOKENS,
+                            int(getattr(text_config, "max_position_embeddings", 1 << 30)))
+        manager = self._model.init_continuous_batching(
+            generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
+                do_sample=True,  # greedy requests are top-k 1 (see hf_sampling)
+                max_new_tokens=1, eos_token_id=sorted(self._eos),
+                pad_token_id=self._tokenizer.pad_token_id or min(self._eos, default=0)),
+            continuous_batching_config=ContinuousBatchingConfig(
+                page_size=PAGE_TOKENS, num_blocks=blocks,
+                max_batch_tokens=self._max_batch_tokens,
+                max_requests_per_batch=self.max_batch_size,
+                allow_block_sharing=False, use_cuda_graph=False))
+        manager.logit_processor = BatchSampling(sorted(self._eos))
+        manager.start()
+        manager.add_request([int(min(self._eos, default=0))], request_id="twinserve-warmup",
+                            max_new_tokens=2, streaming=False,
+                            **request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0,
+                                             min_tokens=0))
+        warmup = manager.get_result(request_id="twinserve-warmup", timeout=120)
+        if warmup is None or warmup.error is not None:
+            raise ModelDefinitionError("engine: the hf backend's first generation failed; "
+                                       "see the log above")
+        log.info("hf continuous batching: up to %d requests a step, %d KV-cache blocks of %d "
+                 "tokens (%d MiB), context %d tokens", self.max_batch_size, blocks,
+                 PAGE_TOKENS, self._kv_cache_mib, self._context)
+        return manager
+
+    def _block_bytes(self, text_config: Any) -> int:
+        """Bytes of one KV-cache page: keys and values of every layer for PAGE_TOKENS tokens."""
+        heads = getattr(text_config, "num_attention_heads")
+        kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
+        head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+        per_token = 2 * text_config.num_hidden_layers * kv_heads * head_dim
+        return int(PAGE_TOKENS * per_token * self._model.dtype.itemsize)
 
     async def close(self) -> None:
+        if self._recovering is not None:
+            await asyncio.shield(self._recovering)
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await asyncio.to_thread(manager.stop, block=True, timeout=30)
         self._model = None
 
-    def encode(self, request: GenerationRequest) -> Any:
-        """Token ids (a 1 x length tensor) for the prompt, through the chat template if chat."""
-        tokenizer = self._tokenizer
-        if request.messages is not None:
-            text = tokenizer.apply_chat_template(list(request.messages), tokenize=False,
-                                                 add_generation_prompt=True)
-        else:
-            text = request.prompt
-        return tokenizer(text, return_tensors="pt").input_ids.to(self._device)
+    # -- what the core asks ---------------------------------------------------------------------
 
-    def generate_kwargs(self, request: GenerationRequest) -> dict[str, Any]:
-        """Every sampling knob set from our parameters, none left to generation_config."""
-        from transformers import GenerationConfig
+    def batch_size(self) -> int:
+        processor = getattr(self._manager, "batch_processor", None)
+        if processor is None:
+            return 0
+        return len(processor.scheduler.active_requests)
 
+    def unavailable(self) -> str | None:
+        if self._recovering is not None:
+            return "the hf engine is restarting after a failure"
+        return None
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
         sampling = request.sampling
-        config = GenerationConfig(  # type: ignore[no-untyped-call]
-            max_new_tokens=sampling.max_tokens,
-            min_new_tokens=0,
-            do_sample=not sampling.greedy,
-            temperature=sampling.temperature if not sampling.greedy else None,
-            top_p=sampling.top_p if not sampling.greedy else None,
-            top_k=sampling.top_k if not sampling.greedy and sampling.top_k else None,
-            num_return_sequences=1,
-            repetition_penalty=None,
-            eos_token_id=self._model.generation_config.eos_token_id,
-            pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-        )
-        return {"generation_config": config}
+        if sampling.repetition_penalty != 1.0:
+            raise InvalidInput("repetition_penalty: not available with the hf backend "
+                               "(transformers' continuous batching has no per-request "
+                               "repetition penalty); leave it at 1", "repetition_penalty")
+        if request.messages is not None:
+            text = self._tokenizer.apply_chat_template(
+                list(request.messages), tokenize=False, add_generation_prompt=True)
+            ids = self._tokenizer(text, add_special_tokens=False).input_ids
+            field = "messages"
+        else:
+            ids = self._tokenizer(request.prompt).input_ids
+            field = "prompt"
+        if not ids:
+            raise InvalidInput(f"{field}: the prompt is empty once tokenized", field)
+        room = self._context - len(ids)
+        if room < 1:
+            raise InvalidInput(f"{field}: the prompt is {len(ids)} tokens; this model's context "
+                               f"holds {self._context}", field)
+        if sampling.max_tokens > room:
+            raise InvalidInput(f"max_tokens: the prompt takes {len(ids)} of this model's "
+                               f"{self._context}-token context, so at most {room} tokens can "
+                               f"be generated; got {sampling.max_tokens}", "max_tokens")
+        return GenerationRequest(prompt=request.prompt, messages=request.messages,
+                                 sampling=sampling, request_id=request.request_id,
+                                 prompt_token_ids=tuple(ids))
 
-    async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[_Piece | BaseException | None] = asyncio.Queue()
+    # -- one generation -----------------------------------------------------------------------
 
-        def push(item: _Piece | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:
-                pass  # loop closed at shutdown; nobody is listening
+    async def generate(self, request: GenerationRequest,
+                       cancel: CancelSignal) -> AsyncIterator[Delta]:
+        from daemon.engine.hf_sampling import request_kwargs
 
-        input_ids = self.encode(request)
-        prompt_tokens = int(input_ids.shape[-1])
-        thread = threading.Thread(
-            target=self._generate_in_thread,
-            args=(input_ids, self.generate_kwargs(request), request.sampling.seed, cancel, push),
-            name="twinserve-hf-generate", daemon=True)
-        thread.start()
-        generated = 0
-        ended = False
+        manager = self._manager
+        if manager is None or self._recovering is not None:
+            raise ModelError("the hf engine is restarting after a failure; try again shortly")
+        ids = request.prompt_token_ids
+        if ids is None:  # submitted without prepare(): only in-process callers
+            ids = self.prepare(request).prompt_token_ids
+        assert ids is not None
+        sampling = request.sampling
+        request_id = f"{request.request_id or 'generation'}#{next(self._ids)}"
+        outputs: asyncio.Queue[Any] = asyncio.Queue()
+        manager.register_result_handler(request_id, outputs.put_nowait)
+        stops = set(sampling.stop_token_ids) | (set() if sampling.ignore_eos else self._eos)
+        detokenizer = IncrementalDetokenizer(self._tokenizer)
+        finished = False
+
+        def on_cancel() -> None:
+            manager.cancel_request(request_id)
+            outputs.put_nowait(_CANCELLED)
+
         try:
-            yield Delta(prompt_tokens=prompt_tokens)
+            accepted = manager.add_request(
+                list(ids), request_id=request_id, max_new_tokens=sampling.max_tokens,
+                streaming=True, eos_token_id=sorted(stops) or -1,
+                **request_kwargs(greedy=sampling.greedy, temperature=sampling.temperature,
+                                 top_k=sampling.top_k, top_p=sampling.top_p,
+                                 min_tokens=0 if sampling.ignore_eos else sampling.min_tokens))
+            if accepted is None:
+                self._recover(manager)
+                raise ModelError("the hf engine is restarting after a failure; try again shortly")
+            cancel.on_cancel(on_cancel)
+            yield Delta(prompt_tokens=len(ids))
+            seen = 0
             while True:
-                item = await queue.get()
-                if item is None:
-                    ended = True
-                    break
-                if isinstance(item, BaseException):
-                    ended = True  # the thread has returned
-                    raise item
-                generated += len(item.token_ids)
-                yield Delta(text=item.text, token_ids=item.token_ids)
+                output = await outputs.get()
+                if output is _CANCELLED:
+                    finished = True
+                    yield Delta(finish_reason="cancelled")
+                    return
+                if output.error is not None:
+                    finished = True
+                    log.error("hf generation %s failed: %s", request_id, output.error)
+                    self._recover(manager)
+                    raise ModelError("the hf engine failed while generating; it is restarting")
+                tokens = output.generated_tokens[seen:]
+                seen = len(output.generated_tokens)
+                if tokens:
+                    yield Delta(text=detokenizer.add(tokens), token_ids=tuple(tokens))
+                if output.is_finished():
+                    finished = True
+                    tail = detokenizer.flush()
+                    if tail:
+                        yield Delta(text=tail)
+                    yield Delta(finish_reason=_finish_reason(output.generated_tokens, stops))
+                    return
         finally:
-            if not ended:
-                cancel.set()  # we are leaving early (error, or the task was cancelled)
-            await asyncio.shield(asyncio.to_thread(thread.join))
-        finish: FinishReason
-        if cancel.is_set():
-            finish = "cancelled"
-        elif generated >= request.sampling.max_tokens:
-            finish = "length"
-        else:
-            finish = "stop"
-        yield Delta(finish_reason=finish)
+            if not finished:  # left early: the consumer failed or was cancelled
+                manager.cancel_request(request_id)
+            _forget_handler(manager, request_id)
 
-    def _generate_in_thread(self, input_ids: Any, kwargs: dict[str, Any], seed: int | None,
-                            cancel: CancelSignal, push: Push) -> None:
-        import torch
-        from transformers import StoppingCriteriaList
+    # -- recovery -------------------------------------------------------------------------------
 
-        try:
-            if seed is not None:
-                torch.manual_seed(seed)  # process-wide; generations run one at a time on CPU
-            with torch.inference_mode():
-                self._model.generate(
-                    input_ids, attention_mask=torch.ones_like(input_ids),
-                    streamer=_make_streamer(self._tokenizer, push),
-                    stopping_criteria=StoppingCriteriaList([_cancel_criteria(cancel.event)]),
-                    **kwargs)
-        except BaseException as exc:
-            push(exc)
-        else:
-            push(None)
+    def _recover(self, failed: Any) -> None:
+        """Replace a manager whose generation loop died; one recovery at a time."""
+        if self._recovering is not None or failed is not self._manager:
+            return
+        if failed.background_thread_status.fatal_error is None and failed.is_running():
+            return  # one request failed; the loop itself carries on
+
+        async def recover() -> None:
+            try:
+                await asyncio.to_thread(failed.stop, block=True, timeout=30)
+                self._manager = await asyncio.to_thread(self._start_manager)
+                log.warning("hf engine restarted after a failure")
+            except Exception:
+                log.exception("hf engine could not restart; it stays unavailable")
+            finally:
+                if self._manager is not failed:
+                    self._recovering = None
+
+        log.error("hf engine: the generation loop died; restarting it")
+        self._recovering = asyncio.get_running_loop().create_task(recover())
 
 
-def _make_streamer(tokenizer: Any, push: Push) -> Any:
-    from transformers import TextIteratorStreamer
-
-    class LoopStreamer(TextIteratorStreamer):
-        """Hands each decoded piece, with its token ids, to the event loop as it comes."""
-
-        def __init__(self) -> None:
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            self._ids: list[int] = []
-
-        def put(self, value: Any) -> None:
-            if not (self.skip_prompt and self.next_tokens_are_prompt):
-                self._ids.extend(int(t) for t in value.reshape(-1).tolist())
-            super().put(value)  # type: ignore[no-untyped-call]
-
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            ids, self._ids = self._ids, []
-            if text or ids:
-                push(_Piece(text, tuple(ids)))
-
-    return LoopStreamer()
+def _finish_reason(generated: list[int], stops: set[int]) -> FinishReason:
+    return "stop" if generated and generated[-1] in stops else "length"
 
 
-def _cancel_criteria(event: threading.Event) -> Any:
-    from transformers import StoppingCriteria
+def _forget_handler(manager: Any, request_id: str) -> None:
+    """Drop the result handler of a request that ends without a final output (a cancel).
 
-    class CancelCriteria(StoppingCriteria):
-        """Ends generate() at the next token once the cancel signal is set."""
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            import torch
-
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool,
-                              device=input_ids.device)
-
-    return CancelCriteria()
+    The library removes a handler only when it delivers a finished output, and a cancelled
+    request never gets one; transformers has no public call for this.
+    """
+    router = manager.output_router
+    with router._lock:
+        router.result_handlers.pop(request_id, None)

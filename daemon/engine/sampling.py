@@ -13,7 +13,10 @@ from typing import Any
 from daemon.errors import InvalidInput
 
 DEFAULT_MAX_TOKENS = 256
+# No model we serve has a longer context; backends check the model's own (prompt included).
+MAX_TOKENS = 1 << 20
 MAX_STOP_SEQUENCES = 4
+MAX_STOP_TOKEN_IDS = 64
 MAX_N = 8
 
 
@@ -26,9 +29,14 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    # vLLM's extensions, which serving benchmarks send.
+    ignore_eos: bool = False  # generate past the model's end-of-sequence token
+    min_tokens: int = 0  # the model's end-of-sequence token is held back until this many
+    repetition_penalty: float = 1.0  # 1: off
+    stop_token_ids: tuple[int, ...] = ()  # token ids that end the output, besides EOS
 
     def __post_init__(self) -> None:
-        _check_int("max_tokens", self.max_tokens, low=1)
+        _check_int("max_tokens", self.max_tokens, low=1, high=MAX_TOKENS)
         _check_float("temperature", self.temperature, 0.0, 2.0)
         _check_float("top_p", self.top_p, 0.0, 1.0)
         if self.top_p == 0.0:
@@ -37,6 +45,22 @@ class SamplingParams:
         _check_int("n", self.n, low=1, high=MAX_N)
         if self.seed is not None:
             _check_int("seed", self.seed, low=0)
+        if not isinstance(self.ignore_eos, bool):
+            raise InvalidInput(f"ignore_eos: expected true or false, got {self.ignore_eos!r}",
+                               "ignore_eos")
+        _check_int("min_tokens", self.min_tokens, low=0)
+        if self.min_tokens > self.max_tokens:
+            raise InvalidInput(f"min_tokens: must be at most max_tokens ({self.max_tokens}), "
+                               f"got {self.min_tokens}", "min_tokens")
+        _check_float("repetition_penalty", self.repetition_penalty, 0.0, 2.0)
+        if self.repetition_penalty == 0.0:
+            raise InvalidInput("repetition_penalty: must be greater than 0 and at most 2, got 0",
+                               "repetition_penalty")
+        if len(self.stop_token_ids) > MAX_STOP_TOKEN_IDS:
+            raise InvalidInput(f"stop_token_ids: at most {MAX_STOP_TOKEN_IDS} ids, "
+                               f"got {len(self.stop_token_ids)}", "stop_token_ids")
+        for token_id in self.stop_token_ids:
+            _check_int("stop_token_ids", token_id, low=0)
         if len(self.stop) > MAX_STOP_SEQUENCES:
             raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}",
                                "stop")
@@ -77,7 +101,13 @@ def sampling_from_openai(body: Mapping[str, Any],
         else:
             raise InvalidInput(f"{names['stop']}: expected a string or a list of strings, "
                                f"got {_kind(stop)}", names["stop"])
-    for name in ("temperature", "top_p"):
+    if "stop_token_ids" in values:
+        ids = values["stop_token_ids"]
+        if not isinstance(ids, list):
+            raise InvalidInput(f"stop_token_ids: expected a list of integers, got {_kind(ids)}",
+                               "stop_token_ids")
+        values["stop_token_ids"] = tuple(ids)
+    for name in ("temperature", "top_p", "repetition_penalty"):
         if name in values and isinstance(values[name], int) and not isinstance(values[name], bool):
             values[name] = float(values[name])
     try:

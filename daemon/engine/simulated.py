@@ -27,9 +27,10 @@ ABORT_LOG_PREFIX = "simulated abort observed"
 class SimulatedBackend:
     name = "simulated"
 
-    def __init__(self, *, token_delay_ms: float = 20.0, capacity: int = 64) -> None:
-        self.capacity = capacity
+    def __init__(self, *, token_delay_ms: float = 20.0, max_batch_size: int = 64) -> None:
+        self.max_batch_size = max_batch_size
         self._delay = token_delay_ms / 1000.0
+        self._running = 0
         # (request id, monotonic time); bounded, since a daemon runs for long
         self.aborts_observed: deque[tuple[str | None, float]] = deque(maxlen=1024)
 
@@ -39,19 +40,33 @@ class SimulatedBackend:
     async def close(self) -> None:
         return None
 
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        return request
+
+    def batch_size(self) -> int:
+        return self._running
+
+    def unavailable(self) -> str | None:
+        return None
+
     async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
         cancel.on_cancel(lambda: self._observe_abort(request.request_id))
         prompt = request.prompt if request.prompt is not None else " ".join(
             m.get("content", "") for m in request.messages or ())
         rng = random.Random(request.sampling.seed or 0)
-        yield Delta(prompt_tokens=len(prompt.split()))
-        for position in range(request.sampling.max_tokens):
-            if await cancel.sleep(self._delay):
-                yield Delta(finish_reason="cancelled")
-                return
-            token = rng.randrange(len(_WORDS))
-            yield Delta(text=("" if position == 0 else " ") + _WORDS[token], token_ids=(token,))
-        yield Delta(finish_reason="length")
+        self._running += 1
+        try:
+            yield Delta(prompt_tokens=len(prompt.split()))
+            for position in range(request.sampling.max_tokens):
+                if await cancel.sleep(self._delay):
+                    yield Delta(finish_reason="cancelled")
+                    return
+                token = rng.randrange(len(_WORDS))
+                yield Delta(text=("" if position == 0 else " ") + _WORDS[token],
+                            token_ids=(token,))
+            yield Delta(finish_reason="length")
+        finally:
+            self._running -= 1
 
     def _observe_abort(self, request_id: str | None) -> None:
         observed = time.monotonic()

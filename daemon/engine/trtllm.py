@@ -35,15 +35,16 @@ class TrtllmBackend:
     name = "trtllm"
 
     def __init__(self, llm_factory: Callable[[], Any], sampling_params_type: Callable[..., Any],
-                 *, capacity: int = 256, abort_timeout_s: float = 5.0) -> None:
-        self.capacity = capacity
+                 *, max_batch_size: int = 256, abort_timeout_s: float = 5.0) -> None:
+        self.max_batch_size = max_batch_size
+        self._running = 0
         self._llm_factory = llm_factory
         self._sampling_params_type = sampling_params_type
         self._abort_timeout = abort_timeout_s
         self.llm: Any = None
 
     @classmethod
-    def from_model(cls, model: str, *, capacity: int = 256,
+    def from_model(cls, model: str, *, max_batch_size: int = 256,
                    abort_timeout_s: float = 5.0) -> TrtllmBackend:
         """The real package; imported here so the daemon starts without it elsewhere."""
         try:
@@ -55,7 +56,7 @@ class TrtllmBackend:
                 f"engine.backend: trtllm needs the tensorrt_llm package (NVIDIA GPU, "
                 f"Python 3.10 or 3.12): {exc}") from exc
         return cls(lambda: tensorrt_llm.LLM(model=model), tensorrt_llm.SamplingParams,
-                   capacity=capacity, abort_timeout_s=abort_timeout_s)
+                   max_batch_size=max_batch_size, abort_timeout_s=abort_timeout_s)
 
     async def start(self) -> None:
         self.llm = await asyncio.to_thread(self._llm_factory)
@@ -65,6 +66,15 @@ class TrtllmBackend:
         shutdown = getattr(llm, "shutdown", None)
         if callable(shutdown):
             await asyncio.to_thread(shutdown)
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        return request  # TensorRT-LLM checks lengths against its engine itself
+
+    def batch_size(self) -> int:
+        return self._running
+
+    def unavailable(self) -> str | None:
+        return None
 
     def sampling_params(self, request: GenerationRequest) -> Any:
         sampling = request.sampling
@@ -78,6 +88,15 @@ class TrtllmBackend:
                 kwargs["top_k"] = sampling.top_k
         if sampling.seed is not None:
             kwargs["seed"] = sampling.seed
+        # vLLM's extensions, under the same names in TensorRT-LLM's SamplingParams.
+        if sampling.ignore_eos:
+            kwargs["ignore_eos"] = True
+        if sampling.min_tokens:
+            kwargs["min_tokens"] = sampling.min_tokens
+        if sampling.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = sampling.repetition_penalty
+        if sampling.stop_token_ids:
+            kwargs["stop_token_ids"] = list(sampling.stop_token_ids)
         return self._sampling_params_type(**kwargs)
 
     def prompt(self, request: GenerationRequest) -> str:
@@ -107,6 +126,7 @@ class TrtllmBackend:
         cancel.on_cancel(output.abort)  # on the loop thread; abort() never raises
         cancel.on_cancel(lambda: watchdog.append(loop.call_later(self._abort_timeout, give_up)))
         first = True
+        self._running += 1
         try:
             while True:
                 # A task per item, so the watchdog can end a wait already under way when
@@ -137,5 +157,6 @@ class TrtllmBackend:
                                                                  "stop"))
                     return
         finally:
+            self._running -= 1
             for handle in watchdog:
                 handle.cancel()

@@ -107,8 +107,12 @@ def build_engine(config: Config, metrics: Metrics) -> EngineCore | None:
 
 
 def build_pipeline(config: Config, metrics: Metrics,
-                   extra_kwargs: Mapping[str, Any] | None = None) -> ModelPipeline:
-    """Import and check the model class; construction and load() happen in `pipeline.load()`."""
+                   engine: EngineCore | None = None) -> ModelPipeline:
+    """Import and check the model class; construction and load() happen in `pipeline.load()`.
+
+    With an engine, the model may take it as its `engine` argument, and the daemon is ready
+    only while the engine is.
+    """
     model = config.model
     cls = import_model_class(model)
     specs = check_model_class(cls)
@@ -118,13 +122,15 @@ def build_pipeline(config: Config, metrics: Metrics,
         "secrets": Secrets(model.secrets, config.secret_overrides),
         "environment": None,
         "model_name": model.model_name,
-        **(extra_kwargs or {}),
     }
+    if engine is not None:
+        kwargs["engine"] = engine
     runtime = model.runtime
     admission = AdmissionController(runtime.predict_concurrency, runtime.max_queue,
                                     runtime.queue_timeout_s)
     pipeline = ModelPipeline(functools.partial(construct, cls, kwargs), specs,
                              admission=admission, request_timeout_s=runtime.request_timeout_s,
-                             metrics=metrics)
+                             metrics=metrics,
+                             engine_unavailable=engine.unavailable if engine else None)
     metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting)
     return pipeline

@@ -159,8 +159,10 @@ class ModelPipeline:
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
                  admission: AdmissionController, request_timeout_s: float | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
+        self._engine_unavailable = engine_unavailable  # the engine's readiness, if any
         self._request_timeout_s = request_timeout_s
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
@@ -214,6 +216,9 @@ class ModelPipeline:
         """None when ready to serve; otherwise why not (for readiness probes)."""
         if self._state is not State.READY:
             return _NOT_READY_REASONS[self._state]
+        engine_reason = self._engine_unavailable() if self._engine_unavailable else None
+        if engine_reason is not None:
+            return engine_reason
         is_healthy = getattr(self._model, "is_healthy", None)
         if not callable(is_healthy):
             return None

@@ -19,7 +19,8 @@ from tests.fakes import ScriptedBackend
 
 def sample(name: str, metrics: Metrics) -> float:
     value = metrics.registry.get_sample_value(name)
-    return 0.0 if value is None else value
+    assert value is not None, f"no metric named {name}"
+    return value
 
 
 async def started(backend: ScriptedBackend) -> tuple[EngineCore, Metrics]:
@@ -133,12 +134,12 @@ async def test_finished_iterator_unregisters_from_request() -> None:
 
 
 async def test_queued_to_capacity_and_cancel_while_queued() -> None:
-    backend = ScriptedBackend(["a", "b"], capacity=1, gated=True)
+    backend = ScriptedBackend(["a", "b"], max_batch_size=1, gated=True)
     core, metrics = await started(backend)
     first = core.submit(prompt())
     second = core.submit(prompt())
     await generating(backend)
-    await asyncio.sleep(0.01)  # time for the second to start too, were capacity not 1
+    await asyncio.sleep(0.01)  # time for the second to start too, were max_batch_size not 1
     assert backend.max_running == 1 and len(backend.requests) == 1
     second.cancel()
     deltas = await asyncio.wait_for(collect(second), 1)
@@ -149,7 +150,7 @@ async def test_queued_to_capacity_and_cancel_while_queued() -> None:
 
 
 async def test_queue_is_bounded_by_max_queue() -> None:
-    backend = ScriptedBackend(["a", "b"], capacity=1, gated=True)
+    backend = ScriptedBackend(["a", "b"], max_batch_size=1, gated=True)
     metrics = Metrics()
     core = EngineCore(backend, metrics, max_queue=1)
     await core.start()
@@ -166,10 +167,10 @@ async def test_queue_is_bounded_by_max_queue() -> None:
 async def test_latency_and_token_metrics() -> None:
     core, metrics = await started(ScriptedBackend(["a", "b", "c"]))
     await collect(core.submit(prompt()))
-    assert sample("twinserve_time_to_first_token_seconds_count", metrics) == 1
-    assert sample("twinserve_inter_token_latency_seconds_count", metrics) == 2
-    assert sample("twinserve_prompt_tokens_total", metrics) == 3
-    assert sample("twinserve_completion_tokens_total", metrics) == 3
+    assert sample("twinserve_engine_time_to_first_token_seconds_count", metrics) == 1
+    assert sample("twinserve_engine_inter_token_seconds_count", metrics) == 2
+    assert sample("twinserve_engine_prompt_tokens_total", metrics) == 3
+    assert sample("twinserve_engine_completion_tokens_total", metrics) == 3
 
 
 async def test_stop_sequence_truncates_and_stops_backend() -> None:
@@ -225,7 +226,9 @@ def test_engine_config_section_parses_with_errors_naming_the_key(tmp_path: Path)
     for raw, key in [({"backend": "vllm"}, "engine.backend"),
                      ({"backend": "hf", "colour": 1}, "engine.colour"),
                      ({"backend": "trtllm"}, "engine.model"),
-                     ({"backend": "hf", "capacity": 0}, "engine.capacity"),
+                     ({"backend": "hf", "max_batch_size": 0}, "engine.max_batch_size"),
+                     ({"backend": "hf", "dtype": "int4"}, "engine.dtype"),
+                     ({"backend": "hf", "kv_cache_mib": 0}, "engine.kv_cache_mib"),
                      ({"backend": "simulated", "token_delay_ms": -1}, "engine.token_delay_ms")]:
         with pytest.raises(ConfigError, match=key):
             parse_model_config(tmp_path, {"engine": raw})
