@@ -98,7 +98,7 @@ class HfBackend:
                             int(getattr(text_config, "max_position_embeddings", 1 << 30)))
         manager = self._model.init_continuous_batching(
             generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
-                do_sample=True,  # greedy requests are top-k 1 (see hf_sampling)
+                do_sample=False,  # argmax; sampled rows get their noise in hf_sampling
                 max_new_tokens=1, eos_token_id=sorted(self._eos),
                 pad_token_id=self._tokenizer.pad_token_id or min(self._eos, default=0)),
             continuous_batching_config=ContinuousBatchingConfig(
@@ -111,7 +111,7 @@ class HfBackend:
         manager.add_request([int(min(self._eos, default=0))], request_id="twinserve-warmup",
                             max_new_tokens=2, streaming=False,
                             **request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0,
-                                             min_tokens=0))
+                                             min_tokens=0, seed=None))
         warmup = manager.get_result(request_id="twinserve-warmup", timeout=120)
         if warmup is None or warmup.error is not None:
             raise ModelDefinitionError("engine: the hf backend's first generation failed; "
@@ -209,7 +209,8 @@ class HfBackend:
                 streaming=True, eos_token_id=sorted(stops) or -1,
                 **request_kwargs(greedy=sampling.greedy, temperature=sampling.temperature,
                                  top_k=sampling.top_k, top_p=sampling.top_p,
-                                 min_tokens=0 if sampling.ignore_eos else sampling.min_tokens))
+                                 min_tokens=0 if sampling.ignore_eos else sampling.min_tokens,
+                                 seed=sampling.seed))
             if accepted is None:
                 self._recover(manager)
                 raise ModelError("the hf engine is restarting after a failure; try again shortly")

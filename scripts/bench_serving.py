@@ -1,0 +1,285 @@
+"""Serving benchmark, in the manner of vLLM's `bench serve`: streamed completions at set
+concurrency levels, fixed prompt and output lengths, over HTTP or gRPC.
+
+For each level it keeps `concurrency` streams open until `concurrency * waves` requests are
+done, and reports output tokens/s (counted from `usage`, not from chunks), requests/s, time
+to first token and inter-token latency (p50/p99). With `--ceiling` it also runs, in this
+process and in the same invocation, transformers' own continuous batching on the same
+prompts (greedy, no processors: the library at its fastest, with the daemon's cache and
+batch settings) and prints the daemon's ratio to it, level by level, alternating the two so
+machine noise hits both alike.
+
+    python scripts/bench_serving.py                        # embedded model, HTTP, 1 4 16 32
+    python scripts/bench_serving.py --transport grpc --levels 1 16 --ceiling
+    python scripts/bench_serving.py --url http://host:8080 # a daemon already running
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clients import AsyncGrpcClient, AsyncHttpClient  # noqa: E402
+from tests.harness import DaemonProcess  # noqa: E402
+
+WORDS = ("river", "stone", "light", "garden", "market", "winter", "signal", "harbor")
+
+
+@dataclasses.dataclass
+class Level:
+    concurrency: int
+    tokens: int = 0
+    requests: int = 0
+    elapsed: float = 0.0
+    ttft: list[float] = dataclasses.field(default_factory=list)
+    itl: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.elapsed if self.elapsed else 0.0
+
+
+def prompts(count: int, input_len: int) -> list[str]:
+    """Distinct prompts of about `input_len` tokens (one word is one token in SmolLM2)."""
+    return [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(input_len - 1)) + f" {i}"
+            for i in range(count)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+# -- the daemon, through the client library ---------------------------------------------------
+
+async def one_stream(client: Any, prompt: str, output_len: int, level: Level) -> None:
+    body = {"prompt": prompt, "max_tokens": output_len, "temperature": 0, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
+    start = last = time.perf_counter()
+    first = True
+    usage = None
+    async for event in client.completions_stream(body):
+        now = time.perf_counter()
+        if event.get("usage"):
+            usage = event["usage"]
+        if any(choice.get("text") for choice in event.get("choices", ())):
+            if first:
+                level.ttft.append(now - start)
+                first = False
+            else:
+                level.itl.append(now - last)
+            last = now
+    if usage is None:
+        raise RuntimeError("the stream ended without usage")
+    level.tokens += int(usage["completion_tokens"])
+    level.requests += 1
+
+
+async def run_daemon_level(client: Any, texts: list[str], concurrency: int, waves: int,
+                           output_len: int) -> Level:
+    level = Level(concurrency)
+    todo = list(texts[: concurrency * waves])
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        while todo:
+            await one_stream(client, todo.pop(), output_len, level)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    level.elapsed = time.perf_counter() - start
+    return level
+
+
+# -- the ceiling: transformers' continuous batching in this process ---------------------------
+
+class Ceiling:
+    """The library on its own: same weights, dtype, cache and batch limits as the daemon."""
+
+    def __init__(self, dtype: str, max_batch_size: int, kv_cache_mib: int,
+                 max_batch_tokens: int) -> None:
+        from daemon.config import default_cache_dir
+        from daemon.engine.hf import HfBackend
+
+        self._backend = HfBackend(model=None, cache_dir=default_cache_dir(os.environ),
+                                  dtype=dtype, max_batch_size=max_batch_size,
+                                  kv_cache_mib=kv_cache_mib, max_batch_tokens=max_batch_tokens)
+        self._manager: Any = None
+        self._count = 0
+
+    def start(self) -> None:
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        from daemon.engine import hf
+
+        backend = self._backend
+        backend._load()  # the daemon's own loading: same weights and dtype
+        model, tokenizer = backend._model, backend._tokenizer
+        blocks = max(1, backend._kv_cache_mib * hf.MiB
+                     // backend._block_bytes(model.config.get_text_config()))
+        self._tokenizer = tokenizer
+        self._manager = model.init_continuous_batching(
+            generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
+                do_sample=False, max_new_tokens=1, eos_token_id=-1,
+                pad_token_id=tokenizer.pad_token_id or 0),
+            continuous_batching_config=ContinuousBatchingConfig(
+                page_size=hf.PAGE_TOKENS, num_blocks=blocks,
+                max_batch_tokens=backend._max_batch_tokens,
+                max_requests_per_batch=backend.max_batch_size,
+                allow_block_sharing=False, use_cuda_graph=False))
+        self._manager.start()
+
+    def stop(self) -> None:
+        self._manager.stop(block=True, timeout=30)
+
+    def token_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the daemon's /v1/completions makes them (no template)."""
+        ids: list[int] = self._tokenizer(prompt).input_ids
+        return ids
+
+    async def run_level(self, texts: list[str], concurrency: int, waves: int,
+                        output_len: int) -> Level:
+        level = Level(concurrency)
+        todo = list(texts[: concurrency * waves])
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+
+        async def one(prompt: str) -> None:
+            self._count += 1
+            request_id = f"ceiling-{self._count}"
+            outputs: asyncio.Queue[Any] = asyncio.Queue()
+            self._manager.register_result_handler(request_id, outputs.put_nowait)
+            begun = last = loop.time()
+            self._manager.add_request(self.token_ids(prompt), request_id=request_id,
+                                      max_new_tokens=output_len, streaming=True,
+                                      eos_token_id=-1)
+            seen = 0
+            while True:
+                output = await outputs.get()
+                now = loop.time()
+                if len(output.generated_tokens) > seen:
+                    if seen == 0:
+                        level.ttft.append(now - begun)
+                    else:
+                        level.itl.append(now - last)
+                    last = now
+                    seen = len(output.generated_tokens)
+                if output.is_finished():
+                    level.tokens += len(output.generated_tokens)
+                    level.requests += 1
+                    return
+
+        async def worker() -> None:
+            while todo:
+                await one(todo.pop())
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        level.elapsed = time.perf_counter() - start
+        return level
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def row(name: str, level: Level) -> str:
+    return (f"{name:8} {level.concurrency:>4} {level.tokens_per_s:>9.1f} "
+            f"{level.requests / level.elapsed:>7.2f} "
+            f"{percentile(level.ttft, 50) * 1000:>8.0f} {percentile(level.ttft, 99) * 1000:>8.0f} "
+            f"{percentile(level.itl, 50) * 1000:>7.1f} {percentile(level.itl, 99) * 1000:>7.1f}")
+
+
+HEADER = ("side     conc  tokens/s   req/s  TTFTp50  TTFTp99  ITLp50  ITLp99   (ms)")
+
+
+async def bench(args: argparse.Namespace, url: str, grpc_target: str) -> None:
+    texts = prompts(max(args.levels) * args.waves + 8, args.input_len)
+    client: Any = (AsyncGrpcClient(grpc_target, timeout=600) if args.transport == "grpc"
+                   else AsyncHttpClient(url, timeout=600))
+    ceiling = None
+    if args.ceiling:
+        ceiling = Ceiling(args.dtype, args.max_batch_size, args.kv_cache_mib,
+                          args.max_batch_tokens)
+        await asyncio.to_thread(ceiling.start)
+    results: list[dict[str, Any]] = []
+    try:
+        # Warm-up, both sides: the first steps of a fresh batch shape are slower.
+        await run_daemon_level(client, texts, 2, 1, 8)
+        if ceiling is not None:
+            await ceiling.run_level(texts, 2, 1, 8)
+        print(f"transport={args.transport} input_len~{args.input_len} "
+              f"output_len={args.output_len} waves={args.waves}")
+        print(HEADER)
+        one_stream_rate = None
+        for concurrency in args.levels:
+            daemon = await run_daemon_level(client, texts, concurrency, args.waves,
+                                            args.output_len)
+            print(row("daemon", daemon), flush=True)
+            if one_stream_rate is None and concurrency == 1:
+                one_stream_rate = daemon.tokens_per_s
+            entry: dict[str, Any] = {"concurrency": concurrency,
+                                     "daemon_tokens_per_s": daemon.tokens_per_s,
+                                     "daemon_ttft_p99_s": percentile(daemon.ttft, 99)}
+            if ceiling is not None:
+                lib = await ceiling.run_level(texts, concurrency, args.waves, args.output_len)
+                print(row("ceiling", lib), flush=True)
+                ratio = daemon.tokens_per_s / lib.tokens_per_s
+                print(f"{'':8} {'':>4} daemon/ceiling = {ratio:.2f}x", flush=True)
+                entry["ceiling_tokens_per_s"] = lib.tokens_per_s
+                entry["ratio_to_ceiling"] = ratio
+            if one_stream_rate:
+                entry["x_one_stream"] = daemon.tokens_per_s / one_stream_rate
+            results.append(entry)
+        if one_stream_rate:
+            scaling = ", ".join(f"{e['concurrency']}: {e['x_one_stream']:.1f}x" for e in results)
+            print(f"daemon tokens/s against 1 stream: {scaling}")
+        if args.json:
+            print(json.dumps(results))
+    finally:
+        await client.close()
+        if ceiling is not None:
+            await asyncio.to_thread(ceiling.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running daemon's HTTP URL (default: start one)")
+    parser.add_argument("--grpc", help="its gRPC host:port, with --url and --transport grpc")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="model directory to serve (default: the embedded model)")
+    parser.add_argument("--transport", choices=("http", "grpc"), default="http")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--waves", type=int, default=2,
+                        help="requests per level = concurrency x waves")
+    parser.add_argument("--input-len", type=int, default=32)
+    parser.add_argument("--output-len", type=int, default=48)
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run transformers' continuous batching in process")
+    # The ceiling's settings; the defaults are the embedded model's config.yaml.
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--kv-cache-mib", type=int, default=512)
+    parser.add_argument("--max-batch-tokens", type=int, default=512)
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    if args.url:
+        asyncio.run(bench(args, args.url, args.grpc or ""))
+        return
+    with DaemonProcess(args.model_dir, env={"PYTHONWARNINGS": "ignore"}) as daemon:
+        daemon.wait_ready(timeout=600)
+        asyncio.run(bench(args, daemon.http_url, f"127.0.0.1:{daemon.grpc_port}"))
+
+
+if __name__ == "__main__":
+    main()
