@@ -5,12 +5,15 @@ For each level it keeps `concurrency` streams open until `concurrency * waves` r
 done, and reports output tokens/s (counted from `usage`, not from chunks), requests/s, time
 to first token and inter-token latency (p50/p99). With `--ceiling` it also runs, in this
 process and in the same invocation, transformers' own continuous batching on the same
-prompts (greedy, no processors: the library at its fastest, with the daemon's cache and
-batch settings) and prints the daemon's ratio to it, level by level, alternating the two so
-machine noise hits both alike.
+prompts (greedy, no processors: the library at its fastest, with the model directory's
+`engine:` settings) and prints the daemon's ratio to it, level by level, alternating the
+two so machine noise hits both alike. With `--memory N` it then sends N mixed requests
+(lengths, greedy and sampled, one in four abandoned mid-stream) and reports the daemon's
+resident memory after the first 100 and after all N.
 
     python scripts/bench_serving.py                        # embedded model, HTTP, 1 4 16 32
     python scripts/bench_serving.py --transport grpc --levels 1 16 --ceiling
+    python scripts/bench_serving.py --levels 16 --memory 1000
     python scripts/bench_serving.py --url http://host:8080 # a daemon already running
 """
 
@@ -31,6 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clients import AsyncGrpcClient, AsyncHttpClient  # noqa: E402
+from daemon.config import EngineConfig, load_model_config  # noqa: E402
+from daemon.cli import BUILTIN_LLM_DIR  # noqa: E402
 from tests.harness import DaemonProcess  # noqa: E402
 
 WORDS = ("river", "stone", "light", "garden", "market", "winter", "signal", "harbor")
@@ -65,9 +70,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 # -- the daemon, through the client library ---------------------------------------------------
 
-async def one_stream(client: Any, prompt: str, output_len: int, level: Level) -> None:
-    body = {"prompt": prompt, "max_tokens": output_len, "temperature": 0, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}
+async def one_stream(client: Any, prompt: str, output_len: int, level: Level,
+                     ignore_eos: bool = True) -> None:
+    body: dict[str, Any] = {"prompt": prompt, "max_tokens": output_len, "temperature": 0,
+                            "stream_options": {"include_usage": True}}
+    if ignore_eos:  # vLLM's extension; leave it out for a server that lacks it
+        body["ignore_eos"] = True
     start = last = time.perf_counter()
     first = True
     usage = None
@@ -89,14 +97,14 @@ async def one_stream(client: Any, prompt: str, output_len: int, level: Level) ->
 
 
 async def run_daemon_level(client: Any, texts: list[str], concurrency: int, waves: int,
-                           output_len: int) -> Level:
+                           output_len: int, ignore_eos: bool = True) -> Level:
     level = Level(concurrency)
     todo = list(texts[: concurrency * waves])
     start = time.perf_counter()
 
     async def worker() -> None:
         while todo:
-            await one_stream(client, todo.pop(), output_len, level)
+            await one_stream(client, todo.pop(), output_len, level, ignore_eos)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     level.elapsed = time.perf_counter() - start
@@ -108,14 +116,17 @@ async def run_daemon_level(client: Any, texts: list[str], concurrency: int, wave
 class Ceiling:
     """The library on its own: same weights, dtype, cache and batch limits as the daemon."""
 
-    def __init__(self, dtype: str, max_batch_size: int, kv_cache_mib: int,
-                 max_batch_tokens: int) -> None:
+    def __init__(self, engine: EngineConfig) -> None:
         from daemon.config import default_cache_dir
         from daemon.engine.hf import HfBackend
 
-        self._backend = HfBackend(model=None, cache_dir=default_cache_dir(os.environ),
-                                  dtype=dtype, max_batch_size=max_batch_size,
-                                  kv_cache_mib=kv_cache_mib, max_batch_tokens=max_batch_tokens)
+        if engine.backend != "hf":
+            raise SystemExit("--ceiling needs a model directory with an hf engine")
+        self._backend = HfBackend(model=engine.model, cache_dir=default_cache_dir(os.environ),
+                                  device=engine.device, dtype=engine.dtype,
+                                  max_batch_size=engine.max_batch_size or 32,
+                                  kv_cache_mib=engine.kv_cache_mib,
+                                  max_batch_tokens=engine.max_batch_tokens)
         self._manager: Any = None
         self._count = 0
 
@@ -203,14 +214,58 @@ def row(name: str, level: Level) -> str:
 HEADER = ("side     conc  tokens/s   req/s  TTFTp50  TTFTp99  ITLp50  ITLp99   (ms)")
 
 
-async def bench(args: argparse.Namespace, url: str, grpc_target: str) -> None:
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def memory_soak(client: Any, texts: list[str], total: int, pid: int | None) -> None:
+    """`total` mixed requests, 16 at a time; the daemon's RSS after 100 and after all."""
+    if pid is None:
+        raise SystemExit("--memory needs the daemon this script starts (no --url)")
+    done = 0
+    after_100 = 0.0
+
+    async def one(index: int) -> None:
+        body: dict[str, Any] = {"prompt": texts[index % len(texts)],
+                                "max_tokens": 8 + index % 40, "ignore_eos": index % 3 == 0,
+                                "temperature": 0 if index % 2 else 0.8, "seed": index}
+        stream = client.completions_stream(body)
+        try:
+            async for event in stream:
+                if index % 4 == 0 and event.get("choices"):
+                    break  # abandon it mid-stream: the daemon cancels the generation
+        finally:
+            await stream.aclose()
+
+    async def worker(start: int) -> None:
+        nonlocal done, after_100
+        for index in range(start, total, 16):
+            await one(index)
+            done += 1
+            if done == 100:
+                after_100 = rss_mib(pid)
+
+    await asyncio.gather(*(worker(i) for i in range(16)))
+    await asyncio.sleep(1)  # the last cancels reach the engine
+    final = rss_mib(pid)
+    print(f"memory: RSS after 100 requests {after_100:.1f} MiB, after {total} "
+          f"{final:.1f} MiB ({final - after_100:+.1f} MiB)")
+
+
+async def bench(args: argparse.Namespace, url: str, grpc_target: str,
+                pid: int | None = None) -> None:
     texts = prompts(max(args.levels) * args.waves + 8, args.input_len)
     client: Any = (AsyncGrpcClient(grpc_target, timeout=600) if args.transport == "grpc"
                    else AsyncHttpClient(url, timeout=600))
     ceiling = None
     if args.ceiling:
-        ceiling = Ceiling(args.dtype, args.max_batch_size, args.kv_cache_mib,
-                          args.max_batch_tokens)
+        engine = load_model_config(args.model_dir or BUILTIN_LLM_DIR).engine
+        if engine is None:
+            raise SystemExit("--ceiling needs a model directory with an engine: section")
+        ceiling = Ceiling(engine)
         await asyncio.to_thread(ceiling.start)
     results: list[dict[str, Any]] = []
     try:
@@ -224,7 +279,7 @@ async def bench(args: argparse.Namespace, url: str, grpc_target: str) -> None:
         one_stream_rate = None
         for concurrency in args.levels:
             daemon = await run_daemon_level(client, texts, concurrency, args.waves,
-                                            args.output_len)
+                                            args.output_len, args.ignore_eos)
             print(row("daemon", daemon), flush=True)
             if one_stream_rate is None and concurrency == 1:
                 one_stream_rate = daemon.tokens_per_s
@@ -246,6 +301,8 @@ async def bench(args: argparse.Namespace, url: str, grpc_target: str) -> None:
             print(f"daemon tokens/s against 1 stream: {scaling}")
         if args.json:
             print(json.dumps(results))
+        if args.memory:
+            await memory_soak(client, texts, args.memory, pid)
     finally:
         await client.close()
         if ceiling is not None:
@@ -265,12 +322,12 @@ def main() -> None:
     parser.add_argument("--input-len", type=int, default=32)
     parser.add_argument("--output-len", type=int, default=48)
     parser.add_argument("--ceiling", action="store_true",
-                        help="also run transformers' continuous batching in process")
-    # The ceiling's settings; the defaults are the embedded model's config.yaml.
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--kv-cache-mib", type=int, default=512)
-    parser.add_argument("--max-batch-tokens", type=int, default=512)
+                        help="also run transformers' continuous batching in process, with "
+                             "the model directory's engine settings")
+    parser.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
+                        help="leave out vLLM's ignore_eos (for servers without it)")
+    parser.add_argument("--memory", type=int, default=0, metavar="N",
+                        help="then send N mixed requests and report the daemon's RSS")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     if args.url:
@@ -278,7 +335,8 @@ def main() -> None:
         return
     with DaemonProcess(args.model_dir, env={"PYTHONWARNINGS": "ignore"}) as daemon:
         daemon.wait_ready(timeout=600)
-        asyncio.run(bench(args, daemon.http_url, f"127.0.0.1:{daemon.grpc_port}"))
+        asyncio.run(bench(args, daemon.http_url, f"127.0.0.1:{daemon.grpc_port}",
+                          daemon.proc.pid))
 
 
 if __name__ == "__main__":

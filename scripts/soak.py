@@ -33,7 +33,7 @@ model_name: soak
 engine:
   backend: simulated
   token_delay_ms: 10
-  capacity: 256
+  max_batch_size: 256
 runtime:
   predict_concurrency: 256
   max_queue: 32

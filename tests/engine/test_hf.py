@@ -1,36 +1,45 @@
-"""The hf backend with the embedded SmolLM2 model (loaded once for the module, ~3 s)."""
+"""The hf backend in process with the embedded SmolLM2 model, and its parts: the batch's
+sampling processors and the incremental detokenizer."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
-from daemon.config import default_cache_dir
-from daemon.engine.core import EngineCore
-from daemon.engine.generation import Delta, GenerationRequest
-from daemon.engine.hf import HfBackend
-from daemon.engine.sampling import SamplingParams
-from daemon.metrics import Metrics
-
 pytest.importorskip("transformers", reason="the hf backend needs the `hf` extra")
+
+import torch  # noqa: E402
+
+from daemon.config import default_cache_dir  # noqa: E402
+from daemon.engine.core import EngineCore  # noqa: E402
+from daemon.engine.detokenize import IncrementalDetokenizer  # noqa: E402
+from daemon.engine.generation import Delta, GenerationRequest  # noqa: E402
+from daemon.engine.hf import HfBackend  # noqa: E402
+from daemon.engine.hf_sampling import BatchSampling, request_kwargs  # noqa: E402
+from daemon.engine.sampling import SamplingParams  # noqa: E402
+from daemon.errors import InvalidInput  # noqa: E402
+from daemon.metrics import Metrics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def backend() -> HfBackend:
-    hf = HfBackend(model=None, cache_dir=default_cache_dir(os.environ))
-    asyncio.run(hf.start())
-    return hf
-
-
-@pytest.fixture
-async def core(backend: HfBackend) -> AsyncIterator[EngineCore]:
-    engine = EngineCore(backend, Metrics())
-    await engine.start()
+def core() -> Iterator[EngineCore]:
+    """Started once for the module (the model loads in ~3 s); tests run on loops of their own."""
+    engine = EngineCore(HfBackend(model=None, cache_dir=default_cache_dir(os.environ),
+                                  dtype="float32", max_batch_size=8), Metrics())
+    asyncio.run(engine.start())
     yield engine
+    asyncio.run(engine.close())  # the generation thread must end, or the process never exits
+
+
+@pytest.fixture(scope="module")
+def backend(core: EngineCore) -> HfBackend:
+    assert isinstance(core.backend, HfBackend)
+    return core.backend
 
 
 def greedy(tokens: int) -> SamplingParams:
@@ -48,7 +57,8 @@ async def test_chat_answer_through_the_template(core: EngineCore) -> None:
     assert 0 < deltas[-1].usage.completion_tokens <= 6
 
 
-async def test_cancel_stops_generation_and_joins_the_thread(core: EngineCore) -> None:
+async def test_cancel_ends_the_iterator_and_leaves_the_batch(core: EngineCore,
+                                                             backend: HfBackend) -> None:
     it = core.submit(GenerationRequest(prompt="Count from one to one hundred:",
                                        sampling=greedy(200)))
     first: Delta = await it.__anext__()
@@ -56,15 +66,105 @@ async def test_cancel_stops_generation_and_joins_the_thread(core: EngineCore) ->
     rest = [d async for d in it]
     assert rest[-1].finish_reason == "cancelled"
     assert rest[-1].usage is not None and rest[-1].usage.completion_tokens < 20
-    assert first.text or first.token_ids
-    assert not [t for t in threading.enumerate() if t.name == "twinserve-hf-generate"]
+    assert first.text or first.token_ids or first.prompt_tokens
+    deadline = time.monotonic() + 5
+    while backend.batch_size():
+        assert time.monotonic() < deadline, "the cancelled request stayed in the batch"
+        await asyncio.sleep(0.01)
 
 
-async def test_generations_run_one_at_a_time(core: EngineCore) -> None:
-    requests = [GenerationRequest(prompt="Hi", sampling=greedy(2)) for _ in range(2)]
-    results = await asyncio.gather(*[_collect(core.submit(r)) for r in requests])
-    assert all(r[-1].finish_reason in ("length", "stop") for r in results)
+async def test_submit_refuses_what_does_not_fit_the_context(core: EngineCore) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        core.submit(GenerationRequest(prompt="Hi", sampling=SamplingParams(max_tokens=9000)))
+    assert caught.value.param == "max_tokens"
+    with pytest.raises(InvalidInput) as caught:
+        core.submit(GenerationRequest(prompt="word " * 9000, sampling=greedy(4)))
+    assert caught.value.param == "prompt"
 
 
-async def _collect(it: object) -> list[Delta]:
-    return [d async for d in it]  # type: ignore[attr-defined]
+async def test_n_choices_run_side_by_side(core: EngineCore) -> None:
+    request = GenerationRequest(prompt="Hi", sampling=SamplingParams(
+        max_tokens=5, temperature=1.0, n=3, ignore_eos=True))
+    finishes = [d for d in [d async for d in core.submit(request)] if d.finish_reason]
+    assert sorted(d.index for d in finishes) == [0, 1, 2]
+    assert finishes[-1].usage is not None and finishes[-1].usage.completion_tokens == 15
+
+
+def test_detokenizer_gives_the_whole_decode_piece_by_piece(backend: HfBackend) -> None:
+    tokenizer = backend._tokenizer
+    text = "Zürich ☕ naïve 東京 — done. 🎉"
+    ids = tokenizer(text).input_ids
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    pieces = [detokenizer.add([token]) for token in ids]
+    pieces.append(detokenizer.flush())
+    assert "".join(pieces) == tokenizer.decode(ids, skip_special_tokens=True)
+    assert all("\ufffd" not in piece for piece in pieces)
+
+
+# -- the batch's sampling processors, on made-up scores ----------------------------------------
+
+class _State:
+    def __init__(self, kwargs: dict[str, object], generated: int) -> None:
+        self.logit_processor_kwargs = kwargs
+        self._generated = generated
+
+    def generated_len(self) -> int:
+        return self._generated
+
+
+class _Row:
+    """What the library hands a processor per request: `.state`."""
+
+    def __init__(self, kwargs: dict[str, object], generated: int = 0) -> None:
+        self.state = _State(kwargs, generated)
+
+
+def pick(rows: list[_Row], scores: torch.Tensor, eos: tuple[int, ...] = (0,)) -> list[int]:
+    """The tokens the library's greedy step picks after our processors."""
+    processors = BatchSampling(eos)
+    args = torch.zeros((processors.tensors_required, len(rows)), dtype=torch.int32)
+    for line, processor in enumerate(processors.logits_processor):
+        args[line] = processor.prepare_tensor_args(rows)
+    input_ids = cast(torch.LongTensor, torch.zeros(len(rows), dtype=torch.long))  # unused
+    processed = processors(input_ids, scores.clone(), args)
+    return [int(t) for t in processed.argmax(dim=-1)]
+
+
+def sampled(**kwargs: object) -> dict[str, object]:
+    base: dict[str, object] = {"greedy": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                               "min_tokens": 0, "seed": None}
+    return request_kwargs(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_greedy_rows_are_plain_argmax_beside_sampled_rows() -> None:
+    scores = torch.tensor([[0.0, 5.0, 1.0, 4.9]] * 2)
+    greedy_row = _Row(request_kwargs(greedy=True, temperature=0.0, top_k=0, top_p=1.0,
+                                     min_tokens=0, seed=None))
+    picks = {pick([greedy_row, _Row(sampled(top_k=2))], scores)[0] for _ in range(20)}
+    assert picks == {1}
+
+
+def test_top_k_and_top_p_keep_only_their_tokens() -> None:
+    scores = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15]]))
+    top_k = {pick([_Row(sampled(top_k=2))], scores)[0] for _ in range(200)}
+    assert top_k == {1, 2}
+    top_p = {pick([_Row(sampled(top_p=0.7))], scores)[0] for _ in range(200)}
+    assert top_p == {1, 2}  # 0.5 alone is short of 0.7; with 0.3 it is reached
+    free = {pick([_Row(sampled())], scores)[0] for _ in range(400)}
+    assert free == {0, 1, 2, 3}
+
+
+def test_min_tokens_holds_eos_back_until_reached() -> None:
+    scores = torch.tensor([[9.0, 1.0, 2.0]])  # EOS (0) is by far the most likely
+    held = _Row(request_kwargs(greedy=True, temperature=0.0, top_k=0, top_p=1.0,
+                               min_tokens=3, seed=None), generated=2)
+    done = _Row(held.state.logit_processor_kwargs, generated=3)
+    assert pick([held, done], torch.cat([scores, scores])) == [2, 0]
+
+
+def test_a_seed_draws_the_same_tokens_at_the_same_positions() -> None:
+    scores = torch.zeros((1, 50))  # uniform: any token may come
+    draws = [[pick([_Row(sampled(seed=seed), generated=position)], scores)[0]
+              for position in range(8)] for seed in (11, 11, 12)]
+    assert draws[0] == draws[1] != draws[2]
+    assert len(set(draws[0])) > 1  # the position changes the draw
