@@ -9,11 +9,19 @@ latency: kernel FIN delivery, aiohttp noticing, handler cancellation, the pipeli
 disconnect signal, the engine's cancel, and the backend's abort.
 
     python scripts/bench_cancel.py --runs 200
+
+With `--hf-under-load` it measures the real backend instead: the embedded model on the hf
+backend with 16 streams in its batch; 8 clients disconnect at once, and the time from their
+closing to the batch holding 8 (`twinserve_engine_batch_size`, polled) is compared with one
+decode step (the survivors' inter-token time). The 8 others must finish normally.
+
+    python scripts/bench_cancel.py --hf-under-load --rounds 10
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import socket
@@ -62,11 +70,89 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def batch_size(http: httpx.Client) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("twinserve_engine_batch_size "):
+            return float(line.split()[1])
+    raise RuntimeError("no batch-size gauge")
+
+
+async def under_load_round(url: str, streams: int, leaving: int) -> tuple[float, list[float]]:
+    """One round: `streams` in the batch, `leaving` of them disconnect. Returns the time until
+    the batch held the rest, and the survivors' inter-token times."""
+    body = {"prompt": "Tell me a long story.", "max_tokens": 160, "ignore_eos": True,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    started = [asyncio.Event() for _ in range(streams)]
+    leave = asyncio.Event()
+    gaps: list[float] = []
+    usage: list[int] = []
+
+    async def stream(index: int, client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", "/v1/completions", json=body) as response:
+            last = None
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                started[index].set()
+                if index < leaving and leave.is_set():
+                    return  # leaving the block closes the connection mid-stream
+                event = json.loads(line[6:])
+                if event.get("usage"):
+                    usage.append(event["usage"]["completion_tokens"])
+                now = time.perf_counter()
+                if last is not None and leave.is_set():
+                    gaps.append(now - last)
+                last = now
+
+    async with httpx.AsyncClient(base_url=url, timeout=120,
+                                 limits=httpx.Limits(max_connections=streams + 4)) as client:
+        tasks = [asyncio.create_task(stream(i, client)) for i in range(streams)]
+        await asyncio.gather(*(event.wait() for event in started))
+        with httpx.Client(base_url=url) as poll:
+            while batch_size(poll) < streams:
+                await asyncio.sleep(0.005)
+            leave.set()
+            await asyncio.gather(*tasks[:leaving])
+            closed_at = time.perf_counter()
+            while batch_size(poll) > streams - leaving:
+                await asyncio.sleep(0.002)  # gently: each poll is work for the daemon too
+            left_after = time.perf_counter() - closed_at
+        await asyncio.gather(*tasks[leaving:])
+    if usage != [body["max_tokens"]] * (streams - leaving):
+        raise RuntimeError(f"the survivors did not finish normally: usage {usage}")
+    return left_after, gaps
+
+
+def hf_under_load(rounds: int) -> int:
+    with DaemonProcess(None, env={"PYTHONWARNINGS": "ignore"}) as daemon:
+        daemon.wait_ready(timeout=300)
+        cancels: list[float] = []
+        steps: list[float] = []
+        for _ in range(rounds):
+            left_after, gaps = asyncio.run(under_load_round(daemon.http_url, 16, 8))
+            cancels.append(left_after * 1000)
+            steps.append(statistics.median(gaps) * 1000)
+        step = statistics.median(steps)
+        p99 = percentile(cancels, 99)
+        print(f"16 streams, 8 disconnect at once, {rounds} rounds: the 8 others finished "
+              f"normally every round")
+        print(f"disconnect -> out of the batch: p50={statistics.median(cancels):.1f} ms "
+              f"p99={p99:.1f} ms max={max(cancels):.1f} ms")
+        print(f"decode step (survivors' inter-token time, median) {step:.1f} ms; "
+              f"p99 {'within' if p99 <= step + 10 else 'OVER'} one step + 10 ms")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--token-delay-ms", type=float, default=20.0)
+    parser.add_argument("--hf-under-load", action="store_true",
+                        help="measure the real hf backend with 16 streams in its batch")
+    parser.add_argument("--rounds", type=int, default=10, help="with --hf-under-load")
     args = parser.parse_args()
+    if args.hf_under_load:
+        return hf_under_load(args.rounds)
     with DaemonProcess(MODELS / "engine_simulated", env={"PYTHONWARNINGS": "ignore"}) as daemon:
         daemon.wait_ready()
         for mode in ("stream", "unary"):

@@ -270,7 +270,7 @@ async def bench(args: argparse.Namespace, url: str, grpc_target: str,
     results: list[dict[str, Any]] = []
     try:
         # Warm-up, both sides: the first steps of a fresh batch shape are slower.
-        await run_daemon_level(client, texts, 2, 1, 8)
+        await run_daemon_level(client, texts, 2, 1, 8, args.ignore_eos)
         if ceiling is not None:
             await ceiling.run_level(texts, 2, 1, 8)
         print(f"transport={args.transport} input_len~{args.input_len} "
