@@ -70,6 +70,8 @@ class HfBackend:
             source: str | Path = converted_dir(self._cache_dir)
         else:
             source = self._model_ref
+        # The library's own start-up chatter, in a format of its own; ours is one line.
+        logging.getLogger("ContinuousBatchingLogger").setLevel(logging.WARNING)
         dtype = "auto" if self._dtype == "auto" else getattr(torch, self._dtype)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(source)

@@ -29,11 +29,15 @@ def daemon() -> Iterator[DaemonProcess]:
     yield from serve(DaemonProcess(None), timeout=300)
 
 
-def batch_size(daemon: DaemonProcess) -> float:
+def sample(daemon: DaemonProcess, name: str) -> float:
     for line in httpx.get(f"{daemon.http_url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("twinserve_engine_batch_size "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError("twinserve_engine_batch_size is not exported")
+    raise AssertionError(f"{name} is not exported")
+
+
+def batch_size(daemon: DaemonProcess) -> float:
+    return sample(daemon, "twinserve_engine_batch_size")
 
 
 def wait_for_batch(daemon: DaemonProcess, size: int) -> None:
@@ -140,6 +144,7 @@ def test_cancelling_one_request_leaves_the_rest_of_the_batch_running(
         daemon: DaemonProcess, transport: str) -> None:
     body = {"prompt": PROMPT, "max_tokens": 60, "ignore_eos": True, "temperature": 0}
     results: list[Any] = []
+    cancelled = sample(daemon, "twinserve_engine_cancelled_total")
 
     def finish() -> None:
         results.append(complete(daemon, body, transport))
@@ -160,6 +165,8 @@ def test_cancelling_one_request_leaves_the_rest_of_the_batch_running(
     for thread in others:
         thread.join(WAIT_S)
     assert [r["usage"]["completion_tokens"] for r in results] == [60, 60]
+    assert sample(daemon, "twinserve_engine_cancelled_total") == cancelled + 1
+    assert sample(daemon, "twinserve_engine_in_flight") == 0
 
 
 LONG_PROMPT = "word " * 9000

@@ -26,6 +26,15 @@ def test_reads_openai_names() -> None:
     assert sampling_from_openai({"temperature": None}).temperature == 1.0
 
 
+def test_reads_vllm_extensions() -> None:
+    params = sampling_from_openai({"ignore_eos": True, "min_tokens": 3, "top_k": 5,
+                                   "repetition_penalty": 1, "stop_token_ids": [2, 7],
+                                   "max_tokens": 9})
+    assert (params.ignore_eos, params.min_tokens, params.top_k) == (True, 3, 5)
+    assert params.repetition_penalty == 1.0 and isinstance(params.repetition_penalty, float)
+    assert params.stop_token_ids == (2, 7)
+
+
 @pytest.mark.parametrize(("body", "name"), [
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_tokens": "5"}, "max_tokens"),
@@ -41,6 +50,15 @@ def test_reads_openai_names() -> None:
     ({"stop": 3}, "stop"),
     ({"stop": [""]}, "stop"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"max_tokens": 2**21}, "max_tokens"),
+    ({"ignore_eos": 1}, "ignore_eos"),
+    ({"min_tokens": -1}, "min_tokens"),
+    ({"min_tokens": 9, "max_tokens": 8}, "min_tokens"),
+    ({"repetition_penalty": 0}, "repetition_penalty"),
+    ({"repetition_penalty": 3}, "repetition_penalty"),
+    ({"stop_token_ids": 5}, "stop_token_ids"),
+    ({"stop_token_ids": [1, -2]}, "stop_token_ids"),
+    ({"stop_token_ids": list(range(65))}, "stop_token_ids"),
 ])
 def test_invalid_values_name_the_parameter(body: dict[str, Any], name: str) -> None:
     with pytest.raises(InvalidInput, match=rf"^{name}: "):

@@ -49,6 +49,17 @@ async def test_every_sampling_value_is_set_explicitly() -> None:
     assert greedy == FakeTrtSamplingParams(max_tokens=2, seed=5, n=1)
 
 
+async def test_vllm_extensions_pass_through_under_their_names() -> None:
+    llm = FakeLLM()
+    core = await engine_over(llm)
+    await collect(core, GenerationRequest(prompt="x", sampling=SamplingParams(
+        max_tokens=4, temperature=0.0, ignore_eos=True, min_tokens=2, repetition_penalty=1.1,
+        stop_token_ids=(7, 9))))
+    (_, params), = llm.calls
+    assert params == FakeTrtSamplingParams(max_tokens=4, n=1, ignore_eos=True, min_tokens=2,
+                                           repetition_penalty=1.1, stop_token_ids=[7, 9])
+
+
 async def test_chat_messages_use_the_tokenizer_template() -> None:
     llm = FakeLLM()
     core = await engine_over(llm)
