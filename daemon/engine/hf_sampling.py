@@ -34,17 +34,26 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 _MASKED = -float("inf")
 
 
-class _Temperature(ContinuousBatchingLogitsProcessor):
-    supported_kwargs = {"temperature": float}
-    ignored_kwargs = ()
+class _FloatPerRequest(ContinuousBatchingLogitsProcessor):
+    """One float per request, `key` in its kwargs (else `default`), carried as int32 bits."""
+
+    key: str
+    default: float
 
     def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(torch.int32))
+        int32_tensor.copy_(torch.full_like(int32_tensor, self.default,
+                                           dtype=torch.float32).view(torch.int32))
 
     def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        values = [r.state.logit_processor_kwargs.get("temperature", 1.0)
+        values = [r.state.logit_processor_kwargs.get(self.key, self.default)
                   for r in requests_with_new_token]
         return torch.tensor(values, dtype=torch.float32).view(torch.int32)
+
+
+class _Temperature(_FloatPerRequest):
+    supported_kwargs = {"temperature": float}
+    ignored_kwargs = ()
+    key, default = "temperature", 1.0
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         temperatures = tensor_arg[: scores.size(0)].view(torch.float32)
@@ -79,19 +88,12 @@ class _TopK(ContinuousBatchingLogitsProcessor):
         return scores
 
 
-class _TopP(ContinuousBatchingLogitsProcessor):
+class _TopP(_FloatPerRequest):
     """p = 1: off. Keeps the smallest set of tokens whose probability reaches p."""
 
     supported_kwargs = {"top_p": float}
     ignored_kwargs = ()
-
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(torch.int32))
-
-    def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        values = [r.state.logit_processor_kwargs.get("top_p", 1.0)
-                  for r in requests_with_new_token]
-        return torch.tensor(values, dtype=torch.float32).view(torch.int32)
+    key, default = "top_p", 1.0
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         p = tensor_arg[: scores.size(0)].view(torch.float32)
