@@ -100,7 +100,7 @@ class HfBackend:
                             int(getattr(text_config, "max_position_embeddings", 1 << 30)))
         manager = self._model.init_continuous_batching(
             generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
-                do_sample=False,  # argmax; sampled rows get their noise in hf_sampling
+                do_sample=False,  # argmax; sampled rows are drawn in hf_sampling
                 max_new_tokens=1, eos_token_id=sorted(self._eos),
                 pad_token_id=self._tokenizer.pad_token_id or min(self._eos, default=0)),
             continuous_batching_config=ContinuousBatchingConfig(
