@@ -77,10 +77,19 @@ def encode_result(route: str, value: Any) -> bytes:
         raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
 
 
+def json_chunk(route: str, chunk: Any) -> bytes:
+    """A streamed chunk that is neither str nor bytes, as JSON; ModelError if it can't be."""
+    try:
+        return dumps(chunk)
+    except TypeError as exc:
+        raise ModelError(f"{route} yielded a chunk that cannot be sent as JSON: {exc}") from exc
+
+
 def encode_chunk(chunk: Any) -> bytes:
-    """One streamed chunk on the wire: str and bytes as they are, anything else a JSON line."""
+    """One streamed /predict chunk on the HTTP wire: str and bytes as they are, anything
+    else a JSON line."""
     if isinstance(chunk, bytes):
         return chunk
     if isinstance(chunk, str):
         return chunk.encode()
-    return dumps(chunk) + b"\n"
+    return json_chunk("predict", chunk) + b"\n"

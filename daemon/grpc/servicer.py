@@ -209,7 +209,4 @@ def _chunk_message(route: str, chunk: Any) -> PredictStreamResponse:
         return PredictStreamResponse(text=chunk)
     if isinstance(chunk, bytes):
         return PredictStreamResponse(data=chunk)
-    try:
-        return PredictStreamResponse(json=codec.dumps(chunk))
-    except TypeError as exc:
-        raise ModelError(f"{route} yielded a chunk that cannot be sent as JSON: {exc}") from exc
+    return PredictStreamResponse(json=codec.json_chunk(route, chunk))

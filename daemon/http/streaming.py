@@ -59,22 +59,33 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
             await response.write(wire.stream_end)  # we framed the events, so we end them too
     except TwinserveError as err:
         log.warning("stream %s failed after it started: %s", request_id, err.message)
-        try:
-            await response.write(encode(error_payload(err, request_id, wire)))
-        except ConnectionResetError:
-            pass
-        _abort_body(request)
+        await _end_with_error(request, response, encode(error_payload(err, request_id, wire)))
         return response
     except ConnectionResetError:
         return response  # the client left; stream.aclose() below tells the model
+    except Exception:
+        # Not ours to describe (a bug, or an encoder failing): logged here, once, and the
+        # client gets no internals. Answering through the error boundary instead would write
+        # a whole second response into the chunked body.
+        log.exception("stream %s failed after it started", request_id)
+        await _end_with_error(request, response, encode(
+            wire.error_payload("internal_error", "internal server error", 500, request_id,
+                               None)))
+        return response
     finally:
         await stream.aclose()
     await response.write_eof()
     return response
 
 
-def _abort_body(request: web.Request) -> None:
-    """Close the connection after flushing, leaving the chunked body unterminated."""
+async def _end_with_error(request: web.Request, response: web.StreamResponse,
+                          error: bytes) -> None:
+    """Write the error event, then close the connection after flushing it, leaving the
+    chunked body unterminated: no client reads that as a complete answer."""
+    try:
+        await response.write(error)
+    except ConnectionResetError:
+        pass
     transport = request.transport
     if transport is not None:
         transport.close()

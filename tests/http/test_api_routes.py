@@ -76,6 +76,22 @@ def test_mid_stream_error_is_an_sse_error_event(api: DaemonProcess) -> None:
         "chat_completions raised RuntimeError: lost the thread")
 
 
+def test_an_event_that_cannot_be_encoded_ends_the_stream_with_an_error_event(
+        api: DaemonProcess) -> None:
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError):  # cut: not a complete answer
+        with httpx.stream("POST", f"{api.http_url}/v1/chat/completions",
+                          json={"stream": True, "unencodable": True}) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                received += chunk
+    events = received.decode().strip().split("\n\n")
+    assert len(events) == 3 and "HTTP/1.1" not in received.decode()
+    error = json.loads(events[-1].removeprefix("data: "))["error"]
+    assert error["message"] == "internal server error"  # the cause is in the log only
+    assert httpx.post(f"{api.http_url}/v1/chat/completions", json={}).status_code == 200
+
+
 def test_models_list(api: DaemonProcess) -> None:
     listing = httpx.get(f"{api.http_url}/v1/models").json()
     assert listing["object"] == "list"

@@ -1,13 +1,16 @@
-"""Streaming predict over HTTP: chunk framing, incremental delivery, mid-stream failures."""
+"""Streaming predict over HTTP: chunk framing, incremental delivery, mid-stream failures
+(and the same unencodable chunk over gRPC, for comparison)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
 import pytest
 
+from clients import GrpcClient, TwinserveError
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess
 
@@ -65,6 +68,65 @@ def test_error_mid_stream_is_visible_and_body_is_cut(streaming: DaemonProcess, m
     assert error["type"] == "model_error"
     assert error["message"] == "predict raised RuntimeError: failed at chunk 2"
     assert httpx.post(f"{streaming.http_url}/predict", json={"mode": "value"}).status_code == 200
+
+
+def read_chunked_until_closed(daemon: DaemonProcess, body: dict[str, object]) -> bytes:
+    """The raw HTTP response to a POST /predict, read until the daemon closes the socket."""
+    payload = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", daemon.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def parse_chunks(body: bytes) -> tuple[list[bytes], bool]:
+    """The chunks of a chunked body, and whether it ended with its terminating chunk.
+
+    Raises if the framing is broken anywhere before the cut."""
+    chunks: list[bytes] = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)  # ValueError: not a chunk-size line
+        if size == 0:
+            assert rest == b"\r\n", rest
+            return chunks, True
+        assert rest[size:size + 2] == b"\r\n", "a chunk is not followed by CRLF"
+        chunks.append(rest[:size])
+        body = rest[size + 2:]
+    return chunks, False
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_unencodable_chunk_mid_stream_cuts_a_well_framed_body(
+        streaming: DaemonProcess, mode: str) -> None:
+    raw = read_chunked_until_closed(streaming, {"mode": mode, "n": 4, "unencodable_at": 2})
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    chunks, complete = parse_chunks(body)
+    assert not complete  # no client may take it for a whole answer
+    lines = b"".join(chunks).decode().splitlines()
+    assert [json.loads(line) for line in lines[:2]] == [{"i": 0}, {"i": 1}]
+    error = json.loads(lines[2])["error"]
+    assert error["type"] == "model_error"
+    assert error["message"].startswith("predict yielded a chunk that cannot be sent as JSON")
+    assert len(lines) == 3 and b"HTTP/1.1" not in body  # nothing written after the error
+    assert httpx.post(f"{streaming.http_url}/predict", json={"mode": "value"}).status_code == 200
+
+
+def test_an_unencodable_chunk_mid_stream_is_internal_over_grpc(streaming: DaemonProcess) -> None:
+    client = GrpcClient(streaming.grpc_target, timeout=10)
+    try:
+        chunks = client.predict_stream({"mode": "async", "n": 4, "unencodable_at": 2})
+        assert [next(chunks), next(chunks)] == [{"i": 0}, {"i": 1}]
+        with pytest.raises(TwinserveError) as caught:
+            next(chunks)
+    finally:
+        client.close()
+    assert caught.value.code == "INTERNAL"
+    assert caught.value.message.startswith("predict yielded a chunk that cannot be sent as JSON")
 
 
 def test_error_before_first_chunk_gets_its_status(streaming: DaemonProcess) -> None:

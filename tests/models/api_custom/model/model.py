@@ -21,6 +21,8 @@ class Model:
         for word in ("custom", " answer"):
             yield {"id": "chat-1", "object": "chat.completion.chunk", "model": body.get("model"),
                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        if body.get("unencodable"):
+            yield {"not", "json"}  # type: ignore[misc]  # a set: no JSON for it
         raise_at_end = body.get("fail")
         if raise_at_end:
             raise RuntimeError("lost the thread")

@@ -13,7 +13,9 @@ from typing import Any
 import daemon
 
 
-def _chunk(kind: str, i: int) -> Any:
+def _chunk(kind: str, i: int, spec: dict[str, Any]) -> Any:
+    if i == spec.get("unencodable_at"):
+        return {1, 2}  # a set: no JSON for it
     if kind == "str":
         return f"chunk-{i}\n"
     if kind == "bytes":
@@ -52,11 +54,12 @@ class Model:
                     raise RuntimeError(f"failed at chunk {i}")
                 if i == spec.get("client_error_at"):
                     raise daemon.ClientError(f"bad chunk {i}", status=422)
-                yield _chunk(spec.get("kind", "json"), i)
+                yield _chunk(spec.get("kind", "json"), i, spec)
                 time.sleep(spec.get("delay", 0))
             finished = True
         finally:
-            self._ended(finished or "fail_at" in spec or "client_error_at" in spec, request)
+            self._ended(finished or "fail_at" in spec or "client_error_at" in spec
+                        or "unencodable_at" in spec, request)
 
     async def _async(self, spec: dict[str, Any], request: daemon.Request) -> AsyncIterator[Any]:
         finished = cancelled = False
@@ -64,11 +67,12 @@ class Model:
             for i in range(spec.get("n", 3)):
                 if i == spec.get("fail_at"):
                     raise RuntimeError(f"failed at chunk {i}")
-                yield _chunk(spec.get("kind", "json"), i)
+                yield _chunk(spec.get("kind", "json"), i, spec)
                 await asyncio.sleep(spec.get("delay", 0))
             finished = True
         except asyncio.CancelledError:  # async code is told by cancellation
             cancelled = True
             raise
         finally:
-            self._ended(finished or "fail_at" in spec, request, cancelled)
+            self._ended(finished or "fail_at" in spec or "unencodable_at" in spec, request,
+                        cancelled)
