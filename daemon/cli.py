@@ -30,7 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twinserve", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="twinserve",
+        description="Serve a Truss-style model directory (or, with none, the embedded language "
+                    "model) over HTTP and gRPC from one process; or call a running daemon.")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve a model directory over HTTP and gRPC")
     serve.add_argument("model_dir", type=Path, nargs="?", default=None,

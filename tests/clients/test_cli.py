@@ -38,3 +38,11 @@ def test_call_rejects_bad_json() -> None:
     result = call("--grpc", "127.0.0.1:1", "{nope")
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr
+
+
+def test_help_tells_a_user_what_the_command_does() -> None:
+    result = subprocess.run([sys.executable, "-m", "daemon", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert "Serve a Truss-style model directory" in result.stdout
+    assert "config.py" not in result.stdout  # no notes meant for the code's readers
