@@ -95,6 +95,7 @@ class FakeTrtSamplingParams:
     min_tokens: int | None = None
     repetition_penalty: float | None = None
     stop_token_ids: list[int] | None = None
+    add_special_tokens: bool = True
 
 
 @dataclasses.dataclass
@@ -110,24 +111,33 @@ class FakeCompletionOutput:
 class FakeRequestOutput:
     """Like tensorrt_llm.RequestOutput: one object, updated in place as tokens arrive.
 
-    Iterate it with `async for`; `abort()` never raises, and after it the stream ends
-    with one final item whose finish_reason is 'cancelled'.
+    Iterate it with `async for`. Items carry `tokens_per_item` tokens in turn (0 or
+    several, as the real executor's may). `abort()` raises once the request has finished,
+    as the executor's does; before that the stream ends with one final item whose
+    finish_reason is 'cancelled' and which carries one more token. `ignore_abort`: the
+    request sits in the executor's waiting queue, and an abort ends it with no final item.
     """
 
     def __init__(self, prompt: str, params: FakeTrtSamplingParams, words: Sequence[str],
-                 token_delay: float, *, ignore_abort: bool = False) -> None:
+                 token_delay: float, *, ignore_abort: bool = False,
+                 tokens_per_item: Sequence[int] = (1,)) -> None:
         self.prompt = prompt
         self.prompt_token_ids = list(range(len(prompt.split())))
         self.outputs = [FakeCompletionOutput()]
         self.finished = False
         self.aborted = 0
+        self.late_aborts = 0
         self._params = params
         self._words = list(words)
         self._delay = token_delay
         self._ignore_abort = ignore_abort
+        self._tokens_per_item = list(tokens_per_item)
         self._abort_event = asyncio.Event()
 
     def abort(self) -> None:
+        if self.finished:
+            self.late_aborts += 1
+            raise RuntimeError("abort() on a finished request")
         self.aborted += 1
         if not self._ignore_abort:
             self._abort_event.set()
@@ -137,27 +147,35 @@ class FakeRequestOutput:
 
     async def _stream(self) -> AsyncIterator[FakeRequestOutput]:
         out = self.outputs[0]
-        for i in range(self._params.max_tokens):
+        item = 0
+        while len(out.token_ids) < self._params.max_tokens:
             try:
                 await asyncio.wait_for(self._abort_event.wait(), self._delay)
             except asyncio.TimeoutError:
                 pass
             if self._abort_event.is_set():
-                out.text_diff, out.token_ids_diff, out.finish_reason = "", [], "cancelled"
+                self._add_tokens(out, 1)
+                out.finish_reason = "cancelled"
                 self.finished = True
                 yield self
                 return
             if self._ignore_abort and self.aborted:
-                await asyncio.sleep(3600)  # a backend that never acknowledges the abort
-            word = self._words[i % len(self._words)]
-            out.text_diff = word if i == 0 else " " + word
-            out.token_ids_diff = [i]
-            out.text += out.text_diff
-            out.token_ids.append(i)
-            done = i + 1 == self._params.max_tokens
+                await asyncio.sleep(3600)  # waiting in the queue: no final item, ever
+            count = self._tokens_per_item[item % len(self._tokens_per_item)]
+            item += 1
+            self._add_tokens(out, min(count, self._params.max_tokens - len(out.token_ids)))
+            done = len(out.token_ids) == self._params.max_tokens
             out.finish_reason = "length" if done else None
             self.finished = done
             yield self
+
+    def _add_tokens(self, out: FakeCompletionOutput, count: int) -> None:
+        ids = list(range(len(out.token_ids), len(out.token_ids) + count))
+        words = [self._words[i % len(self._words)] for i in ids]
+        out.text_diff = "".join(w if i == 0 else " " + w for i, w in zip(ids, words))
+        out.token_ids_diff = ids
+        out.text += out.text_diff
+        out.token_ids.extend(ids)
 
 
 class FakeTokenizer:
@@ -171,7 +189,7 @@ class FakeLLM:
     """tensorrt_llm.LLM: generate_async is a plain call that must run on the loop thread."""
 
     def __init__(self, words: Sequence[str] = ("tok",), token_delay: float = 0.001,
-                 *, ignore_abort: bool = False) -> None:
+                 *, ignore_abort: bool = False, tokens_per_item: Sequence[int] = (1,)) -> None:
         self.tokenizer = FakeTokenizer()
         self.calls: list[tuple[str, FakeTrtSamplingParams]] = []
         self.outputs: list[FakeRequestOutput] = []
@@ -179,6 +197,7 @@ class FakeLLM:
         self._words = words
         self._delay = token_delay
         self._ignore_abort = ignore_abort
+        self._tokens_per_item = tokens_per_item
 
     def generate_async(self, prompt: str, sampling_params: FakeTrtSamplingParams,
                        streaming: bool = False) -> FakeRequestOutput:
@@ -186,7 +205,8 @@ class FakeLLM:
         assert streaming
         self.calls.append((prompt, sampling_params))
         output = FakeRequestOutput(prompt, sampling_params, self._words, self._delay,
-                                   ignore_abort=self._ignore_abort)
+                                   ignore_abort=self._ignore_abort,
+                                   tokens_per_item=self._tokens_per_item)
         self.outputs.append(output)
         return output
 
@@ -196,6 +216,6 @@ class FakeLLM:
 
 def trt_request_output_fields() -> tuple[str, ...]:
     """The RequestOutput attributes the adapter reads (checked against the real class)."""
-    return ("outputs", "prompt_token_ids", "abort")
+    return ("outputs", "prompt_token_ids", "abort", "finished")
 
 

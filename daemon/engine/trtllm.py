@@ -3,9 +3,13 @@
 Facts this adapter relies on (and tests/fakes.py reproduces): `generate_async(prompt,
 sampling_params, streaming=True)` is a plain call that must be made on the event-loop
 thread and returns a RequestOutput used with `async for`; every item is that same object,
-updated in place, with `outputs[0].text_diff`, `.token_ids_diff` and `.finish_reason`;
-`abort()` never raises, after which the stream ends with one item whose finish_reason is
-'cancelled'. SamplingParams' own defaults (max_tokens=32, greedy) are never relied on.
+updated in place, with `outputs[0].text_diff`, `.token_ids_diff` and `.finish_reason`, and
+an item may carry 0 or several tokens; `abort()` is called only while the request runs
+(`finished` false, as trtllm-serve guards it), after which the stream ends with one item
+whose finish_reason is 'cancelled' and which may still carry tokens, except for a request
+aborted in the executor's waiting queue, which yields nothing more (a watchdog ends it);
+chat prompts, rendered by the chat template, go with `add_special_tokens=False`.
+SamplingParams' own defaults (max_tokens=32, greedy) are never relied on.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class TrtllmBackend:
         """The real package; imported here so the daemon starts without it elsewhere."""
         try:
             import tensorrt_llm
-        except ImportError as exc:
+        except (ImportError, OSError, RuntimeError) as exc:  # a missing libcuda is OSError
             from daemon.errors import ModelDefinitionError
 
             raise ModelDefinitionError(
@@ -97,6 +101,9 @@ class TrtllmBackend:
             kwargs["repetition_penalty"] = sampling.repetition_penalty
         if sampling.stop_token_ids:
             kwargs["stop_token_ids"] = list(sampling.stop_token_ids)
+        if request.messages is not None:
+            # The chat template already wrote the BOS token; encoding adds a second one.
+            kwargs["add_special_tokens"] = False
         return self._sampling_params_type(**kwargs)
 
     def prompt(self, request: GenerationRequest) -> str:
@@ -123,12 +130,21 @@ class TrtllmBackend:
             for future in pending:
                 future.cancel()
 
-        cancel.on_cancel(output.abort)  # on the loop thread; abort() never raises
+        def abort() -> None:
+            # Only while it runs, as trtllm-serve does: abort() on a finished request is an
+            # error in the executor.
+            if not output.finished:
+                output.abort()
+
+        cancel.on_cancel(abort)  # on the loop thread
         cancel.on_cancel(lambda: watchdog.append(loop.call_later(self._abort_timeout, give_up)))
         first = True
         self._running += 1
         try:
             while True:
+                if gave_up:  # the watchdog fired while no wait was under way
+                    yield Delta(finish_reason="cancelled")
+                    return
                 # A task per item, so the watchdog can end a wait already under way when
                 # the abort came.
                 next_item = asyncio.ensure_future(items.__anext__())
@@ -141,6 +157,7 @@ class TrtllmBackend:
                 except asyncio.CancelledError:
                     if not gave_up:
                         raise
+                    # Aborted in the executor's waiting queue, a request yields no final item.
                     log.warning("trtllm request %s: no final item %.1f s after abort; "
                                 "giving up", request.request_id, self._abort_timeout)
                     yield Delta(finish_reason="cancelled")

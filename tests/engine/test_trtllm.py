@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from daemon.engine.core import EngineCore
 from daemon.engine.generation import Delta, GenerationRequest
 from daemon.engine.sampling import SamplingParams
 from daemon.engine.trtllm import TrtllmBackend
+from daemon.errors import ModelDefinitionError
 from daemon.metrics import Metrics
 from tests.fakes import FakeLLM, FakeTrtSamplingParams
 
@@ -60,12 +63,49 @@ async def test_vllm_extensions_pass_through_under_their_names() -> None:
                                            repetition_penalty=1.1, stop_token_ids=[7, 9])
 
 
-async def test_chat_messages_use_the_tokenizer_template() -> None:
+async def test_chat_messages_use_the_tokenizer_template_without_a_second_bos() -> None:
     llm = FakeLLM()
     core = await engine_over(llm)
     await collect(core, GenerationRequest(messages=[{"role": "user", "content": "hi"}],
                                           sampling=SamplingParams(max_tokens=1)))
-    assert llm.calls[0][0] == "<user>hi<assistant>"
+    await collect(core, GenerationRequest(prompt="hi", sampling=SamplingParams(max_tokens=1)))
+    (chat, chat_params), (_, prompt_params) = llm.calls
+    assert chat == "<user>hi<assistant>"
+    assert not chat_params.add_special_tokens  # the template wrote the BOS already
+    assert prompt_params.add_special_tokens
+
+
+async def test_items_may_carry_no_token_or_several() -> None:
+    llm = FakeLLM(tokens_per_item=(2, 0, 3))
+    core = await engine_over(llm)
+    deltas = await collect(core, GenerationRequest(prompt="x", sampling=SamplingParams(
+        max_tokens=7)))
+    assert [len(d.token_ids) for d in deltas if d.token_ids] == [2, 3, 2]
+    assert "".join(d.text for d in deltas) == " ".join(["tok"] * 7)
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 7
+
+
+async def test_a_cancel_after_the_end_does_not_abort_a_finished_request() -> None:
+    llm = FakeLLM()
+    core = await engine_over(llm)
+    it = core.submit(GenerationRequest(prompt="x", sampling=SamplingParams(max_tokens=2)))
+    assert [d async for d in it][-1].finish_reason == "length"
+    it.cancel()  # e.g. the client leaves just as the answer completes
+    await asyncio.sleep(0)  # cancel callbacks run on the loop
+    assert llm.outputs[0].late_aborts == 0
+
+
+async def test_an_import_that_fails_at_load_is_a_clear_start_up_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "tensorrt_llm"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "raise OSError('libcuda.so.1: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt_llm", raising=False)
+    with pytest.raises(ModelDefinitionError, match="engine.backend: trtllm needs") as caught:
+        TrtllmBackend.from_model("any")
+    assert "libcuda.so.1" in caught.value.message
 
 
 async def test_cancel_aborts_and_drains_to_the_cancelled_item() -> None:
@@ -76,8 +116,10 @@ async def test_cancel_aborts_and_drains_to_the_cancelled_item() -> None:
     it.cancel()
     rest = [d async for d in it]
     assert first.text == "tok" and rest[-1].finish_reason == "cancelled"
+    assert rest[-1].usage is not None  # the final item's token counts too
+    assert rest[-1].usage.completion_tokens == len(llm.outputs[0].outputs[0].token_ids)
     output = llm.outputs[0]
-    assert output.aborted == 1 and output.finished
+    assert output.aborted == 1 and output.finished and output.late_aborts == 0
     assert output.outputs[0].finish_reason == "cancelled"
 
 
