@@ -202,7 +202,8 @@ def _engine(raw: Any) -> EngineConfig | None:
             f"engine.backend: expected one of {', '.join(ENGINE_BACKENDS)}, got {backend!r}")
     model = raw.get("model")
     if model is not None and (not isinstance(model, str) or not model):
-        raise ConfigError(f"engine.model: expected a non-empty string, got {_kind(model)} {model!r}")
+        raise ConfigError(f"engine.model: expected a non-empty string, "
+                          f"got {_kind(model)} {model!r}")
     if backend == "trtllm" and model is None:
         raise ConfigError("engine.model: required for backend trtllm (a checkpoint or engine dir)")
     max_batch_size = raw.get("max_batch_size")

@@ -24,7 +24,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import statistics
 import sys
 import time
 from collections.abc import Sequence

@@ -8,9 +8,10 @@ tensors, sent through the client library (`predict_raw`) to examples/protobuf-up
 decodes it and answers per-tensor stats; the JSON rows send the same batch as
 application/json to the same model. The "read only" rows send the protobuf bytes to a model
 that only iterates `request.stream()`, so they show the transport alone; the bare aiohttp
-handler does the same work (iterates `request.content` counting bytes) and nothing else. Servers run pinned to CPU 0, this
-process (the client) to CPU 1; cases alternate within each round because these machines are
-noisy, and the ratios compare figures taken in the same round.
+handler does the same work (iterates `request.content` counting bytes) and nothing else.
+Servers run pinned to CPU 0, this process (the client) to CPU 1; cases alternate within each
+round because these machines are noisy, and the ratios compare figures taken in the same
+round.
 
 MB/s is body bytes on the wire (10^6 bytes) per second of a call, sequential calls, one
 connection. "tensor MB/s" divides the protobuf size instead, so JSON and protobuf compare

@@ -51,7 +51,8 @@ class ScriptedBackend:
     def unavailable(self) -> str | None:
         return None
 
-    async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest,
+                       cancel: CancelSignal) -> AsyncIterator[Delta]:
         self.requests.append(request)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -217,5 +218,3 @@ class FakeLLM:
 def trt_request_output_fields() -> tuple[str, ...]:
     """The RequestOutput attributes the adapter reads (checked against the real class)."""
     return ("outputs", "prompt_token_ids", "abort", "finished")
-
-

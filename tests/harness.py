@@ -96,7 +96,8 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while not self._listening.wait(0.05):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode} before listening:\n{self.log}")
+                raise RuntimeError(f"daemon exited {self.proc.returncode} before listening:\n"
+                                   f"{self.log}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"daemon not listening after {timeout}s:\n{self.log}")
         return self

@@ -59,7 +59,8 @@ def error_of(fn: Any, *args: Any) -> TwinserveError:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_beyond_the_queue_is_refused_at_once(limited: DaemonProcess, transport: str, client: Any) -> None:
+def test_beyond_the_queue_is_refused_at_once(limited: DaemonProcess, transport: str,
+                                             client: Any) -> None:
     calls = [client(limited, transport) for _ in range(3)]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         running = pool.submit(calls[0].predict, {"sleep": 0.6})
@@ -105,7 +106,8 @@ def test_grpc_overload_carries_retry_after(limited: DaemonProcess, client: Any) 
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_request_timeout_is_deadline_exceeded(limited: DaemonProcess, transport: str, client: Any) -> None:
+def test_request_timeout_is_deadline_exceeded(limited: DaemonProcess, transport: str,
+                                              client: Any) -> None:
     started = time.monotonic()
     err = error_of(client(limited, transport).predict, {"sleep": 3})
     assert err.code == "DEADLINE_EXCEEDED"
@@ -150,7 +152,8 @@ def test_timeout_cancels_the_engine_work(engine: DaemonProcess, transport: str,
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("key", [None, "wrong"])
-def test_calls_need_the_api_key(limited: DaemonProcess, transport: str, key: str | None, client: Any) -> None:
+def test_calls_need_the_api_key(limited: DaemonProcess, transport: str, key: str | None,
+                                client: Any) -> None:
     err = error_of(client(limited, transport, api_key=key).predict, {"sleep": 0})
     assert err.code == "UNAUTHENTICATED"
     assert err.message == ("invalid API key" if key else
@@ -195,7 +198,8 @@ def test_health_and_metrics_stay_open(limited: DaemonProcess) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_request_id_reaches_error_and_log(limited: DaemonProcess, transport: str, client: Any) -> None:
+def test_request_id_reaches_error_and_log(limited: DaemonProcess, transport: str,
+                                          client: Any) -> None:
     rid = f"trace-{transport}-0001"
     err = error_of(client(limited, transport, headers={"x-request-id": rid}).predict, "oops")
     assert err.code == "INTERNAL" and err.request_id == rid
@@ -239,7 +243,8 @@ def test_invented_routes_and_paths_share_one_metric_label(limited: DaemonProcess
 
 
 def test_json_logs_without_access_log(tmp_path: Path) -> None:
-    root = copy_model(tmp_path, MODELS / "errors", "server:\n  log_format: json\n  access_log: false\n")
+    root = copy_model(tmp_path, MODELS / "errors",
+                      "server:\n  log_format: json\n  access_log: false\n")
     with DaemonProcess(root) as daemon:
         daemon.wait_ready()
         httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},

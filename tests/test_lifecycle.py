@@ -52,7 +52,8 @@ def _model_dir(root: Path, source: str, config: str = "") -> Path:
 
 
 def test_bad_signature_exits_naming_the_method(start_daemon: StartDaemon, tmp_path: Path) -> None:
-    model = _model_dir(tmp_path, "class Model:\n    def predict(self, a, b, c):\n        return a\n")
+    model = _model_dir(tmp_path,
+                       "class Model:\n    def predict(self, a, b, c):\n        return a\n")
     daemon = start_daemon(model, wait="none")
     assert daemon.wait_exit() == 1
     assert "predict(self, a, b, c): takes 3 arguments; at most 2" in daemon.log

@@ -55,7 +55,8 @@ class CancelSignal:
         if self.event.is_set():
             return True
         waiter: asyncio.Future[bool] = self._loop.create_future()
-        handle = None if delay == math.inf else self._loop.call_later(delay, _resolve, waiter, False)
+        handle = (None if delay == math.inf
+                  else self._loop.call_later(delay, _resolve, waiter, False))
         self._waiters.add(waiter)
         try:
             return await waiter

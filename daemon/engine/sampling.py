@@ -62,8 +62,8 @@ class SamplingParams:
         for token_id in self.stop_token_ids:
             _check_int("stop_token_ids", token_id, low=0)
         if len(self.stop) > MAX_STOP_SEQUENCES:
-            raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}",
-                               "stop")
+            raise InvalidInput(f"stop: at most {MAX_STOP_SEQUENCES} sequences, "
+                               f"got {len(self.stop)}", "stop")
         for sequence in self.stop:
             if not isinstance(sequence, str) or not sequence:
                 raise InvalidInput(f"stop: expected non-empty strings, got {sequence!r}", "stop")

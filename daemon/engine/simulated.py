@@ -49,7 +49,8 @@ class SimulatedBackend:
     def unavailable(self) -> str | None:
         return None
 
-    async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest,
+                       cancel: CancelSignal) -> AsyncIterator[Delta]:
         cancel.on_cancel(lambda: self._observe_abort(request.request_id))
         prompt = request.prompt if request.prompt is not None else " ".join(
             m.get("content", "") for m in request.messages or ())

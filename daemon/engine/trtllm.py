@@ -114,7 +114,8 @@ class TrtllmBackend:
             list(request.messages), tokenize=False, add_generation_prompt=True)
         return text
 
-    async def generate(self, request: GenerationRequest, cancel: CancelSignal) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest,
+                       cancel: CancelSignal) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         # A plain call on the loop thread: it enqueues the request and returns at once.
         output = self.llm.generate_async(self.prompt(request), self.sampling_params(request),

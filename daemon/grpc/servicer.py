@@ -20,7 +20,7 @@ import grpc.aio
 
 from daemon import codec
 from daemon.auth import AuthCheck
-from daemon.errors import ModelError, TwinserveError
+from daemon.errors import TwinserveError
 from daemon.grpc import errors, raw, service
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
 from daemon.grpc.proto.v1.model_pb2 import (

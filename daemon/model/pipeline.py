@@ -228,7 +228,9 @@ class ModelPipeline:
         except Exception as exc:
             log.warning("is_healthy raised %s: %s", type(exc).__name__, exc)
             return f"is_healthy raised {type(exc).__name__}: {exc}"
-        return None if healthy is not False else "model reports unhealthy (is_healthy returned False)"
+        if healthy is False:
+            return "model reports unhealthy (is_healthy returned False)"
+        return None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

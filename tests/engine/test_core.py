@@ -45,7 +45,8 @@ async def generating(backend: ScriptedBackend) -> None:
 
 
 def prompt(**sampling: object) -> GenerationRequest:
-    return GenerationRequest(prompt="hi", sampling=SamplingParams(**sampling))  # type: ignore[arg-type]
+    params = SamplingParams(**sampling)  # type: ignore[arg-type]
+    return GenerationRequest(prompt="hi", sampling=params)
 
 
 async def test_yields_text_then_finish_with_usage() -> None:
@@ -55,7 +56,8 @@ async def test_yields_text_then_finish_with_usage() -> None:
     assert [d.token_ids for d in deltas if d.token_ids] == [(0,), (1,), (2,)]
     last = deltas[-1]
     assert last.finish_reason == "stop"
-    assert last.usage is not None and (last.usage.prompt_tokens, last.usage.completion_tokens) == (3, 3)
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (3, 3)
     assert sample("twinserve_engine_generated_tokens_total", metrics) == 3
     assert sample("twinserve_engine_in_flight", metrics) == 0
 

@@ -116,8 +116,9 @@ def test_overload_is_429_with_retry_after(tight: DaemonProcess) -> None:
         with anthropic.Anthropic(base_url=tight.http_url, api_key="k", max_retries=0) as an:
             with pytest.raises(anthropic.RateLimitError) as shaped:
                 an.messages.create(model="m", max_tokens=1, messages=USER)
-        assert shaped.value.body == {"type": "error", "error": {
-            "type": "rate_limit_error", "message": shaped.value.body["error"]["message"]},  # type: ignore[index]
+        body: Any = shaped.value.body
+        assert body == {"type": "error", "error": {
+            "type": "rate_limit_error", "message": body["error"]["message"]},
             "request_id": shaped.value.response.headers["x-request-id"]}
     finally:
         holder.join(10)

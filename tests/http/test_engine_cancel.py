@@ -17,6 +17,7 @@ import pytest
 from tests.harness import MODELS, DaemonProcess, serve
 from tests.scrape import assert_backend_stopped, metric, wait_for_metric
 
+
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProcess]:
     yield from serve(DaemonProcess(MODELS / "engine_simulated"))

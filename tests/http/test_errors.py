@@ -20,7 +20,8 @@ def errors(start_daemon: StartDaemon) -> DaemonProcess:
 
 
 @pytest.fixture(scope="module")
-def small_limit(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
+def small_limit(start_daemon: StartDaemon,
+                tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     return start_daemon(copy_model(tmp_path_factory.mktemp("small_limit"), EXAMPLES / "echo",
                                    f"runtime:\n  max_request_bytes: {LIMIT}\n"))
 

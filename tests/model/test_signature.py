@@ -29,8 +29,10 @@ def test_shapes_by_annotation() -> None:
 
 def test_fastapi_and_starlette_annotations_by_name() -> None:
     class M:
-        def predict(self, x: Any, request: "fastapi.Request") -> Any: ...  # type: ignore[name-defined]  # noqa: F821
-        def completions(self, request: "starlette.requests.Request") -> Any: ...  # type: ignore[name-defined]  # noqa: F821
+        def predict(self, x: Any,
+                    request: "fastapi.Request") -> Any: ...  # type: ignore[name-defined]  # noqa: F821,E501
+        def completions(self,
+                        request: "starlette.requests.Request") -> Any: ...  # type: ignore[name-defined]  # noqa: F821,E501
 
     assert shapes(M) == {"predict": ArgShape.INPUT_AND_REQUEST, "completions": ArgShape.REQUEST}
 

@@ -51,7 +51,8 @@ def events_for(finish: str) -> list[dict[str, Any]]:
                              model="m")
     return [*encoder.start(), *encoder.on_delta(Delta(text="a")),
             *encoder.on_delta(Delta(text="b")),
-            *encoder.on_delta(Delta(finish_reason=finish, usage=Usage(1, 2)))]  # type: ignore[arg-type]
+            *encoder.on_delta(Delta(finish_reason=finish,  # type: ignore[arg-type]
+                                    usage=Usage(1, 2)))]
 
 
 def test_stream_events_end_in_completed() -> None:
