@@ -11,13 +11,26 @@ from tests.harness import DaemonProcess
 STOP_BOUND_S = 1.0  # generous for loaded CI machines; typical is a few milliseconds
 
 
+_SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
+
+
 def metric(daemon: DaemonProcess, name: str) -> float:
-    """The value of one sample line, `name` including any labels; 0 when not exported yet."""
+    """The value of one sample line, `name` including any labels.
+
+    A labelled series that has not been exported yet reads 0 (a counter with labels appears
+    with its first increment), but the metric itself must exist: a renamed or missing metric
+    fails the test instead of reading as a harmless 0.
+    """
     text = httpx.get(f"{daemon.http_url}/metrics", timeout=5).text
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
-    return 0.0
+    family = name.split("{", 1)[0]
+    declared = {family} | {family.removesuffix(s) for s in _SUFFIXES}
+    if "{" in name and any(line.startswith("# TYPE ") and line.split()[2] in declared
+                           for line in text.splitlines()):
+        return 0.0
+    raise AssertionError(f"the daemon exports no metric {name}")
 
 
 def wait_for_metric(daemon: DaemonProcess, name: str, value: float, bound: float) -> float:

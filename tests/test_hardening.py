@@ -341,3 +341,12 @@ def test_drain_timeout_cancels_what_is_left(tmp_path: Path) -> None:
     finally:
         rpc.close()
         daemon.stop()
+
+
+def test_reading_a_metric_that_does_not_exist_fails(limited: DaemonProcess) -> None:
+    """The helper every metric check goes through: a renamed metric must not read as 0."""
+    with pytest.raises(AssertionError, match="no metric"):
+        metric(limited, "twinserve_no_such_metric_total")
+    with pytest.raises(AssertionError, match="no metric"):
+        metric(limited, 'twinserve_no_such_metric_total{route="predict"}')
+    assert metric(limited, 'twinserve_cancellations_total{reason="never-seen"}') == 0.0
