@@ -13,7 +13,7 @@ from typing import Any
 from daemon import fields
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
 from daemon.engine.outcome import Outcome
-from daemon.engine.sampling import sampling_from_openai
+from daemon.openai.sampling import sampling_from_openai
 from daemon.errors import InvalidInput
 
 # Newer SDKs no longer offer temperature/top_p/top_k as arguments; send them in extra_body.

@@ -23,7 +23,7 @@ from daemon.engine.core import EngineCore, ResponseIterator
 from daemon.engine.embeddings import Embedder
 from daemon.engine.generation import Delta, GenerationRequest
 from daemon.engine.outcome import collect
-from daemon.engine.sampling import SAMPLING_KEYS, sampling_from_openai
+from daemon.openai.sampling import SAMPLING_KEYS, sampling_from_openai
 from daemon.errors import InvalidInput
 from daemon.openai import chat, completions, embeddings, responses
 from daemon.request import Request

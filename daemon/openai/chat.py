@@ -12,7 +12,7 @@ from typing import Any
 from daemon import fields
 from daemon.engine.generation import Delta, GenerationRequest, Usage
 from daemon.engine.outcome import Outcome
-from daemon.engine.sampling import SAMPLING_KEYS, sampling_from_openai
+from daemon.openai.sampling import SAMPLING_KEYS, sampling_from_openai
 from daemon.errors import InvalidInput
 from daemon.openai.wire import IGNORED_KEYS, finish_reason, usage_payload
 

@@ -8,7 +8,7 @@ from typing import Any
 from daemon import fields
 from daemon.engine.generation import Delta, GenerationRequest
 from daemon.engine.outcome import Outcome
-from daemon.engine.sampling import SAMPLING_KEYS, sampling_from_openai
+from daemon.openai.sampling import SAMPLING_KEYS, sampling_from_openai
 from daemon.errors import InvalidInput
 from daemon.openai.chat import read_include_usage
 from daemon.openai.wire import IGNORED_KEYS, finish_reason, usage_payload

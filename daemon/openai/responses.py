@@ -15,7 +15,7 @@ from typing import Any
 from daemon import fields
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest, Usage
 from daemon.engine.outcome import Outcome
-from daemon.engine.sampling import sampling_from_openai
+from daemon.openai.sampling import sampling_from_openai
 from daemon.errors import InvalidInput
 from daemon.openai.chat import ROLES
 from daemon.openai.wire import IGNORED_KEYS

@@ -6,7 +6,7 @@ from typing import Any
 
 from daemon.engine.core import EngineCore
 from daemon.engine.generation import GenerationRequest
-from daemon.engine.sampling import sampling_from_openai
+from daemon.openai.sampling import sampling_from_openai
 
 
 class Model:

@@ -1,4 +1,5 @@
-"""Sampling parameters: OpenAI names, our explicit defaults, errors naming the parameter."""
+"""Sampling parameters read from a body: OpenAI names, our explicit defaults, errors naming
+the parameter."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from daemon.engine.sampling import DEFAULT_MAX_TOKENS, SamplingParams, sampling_from_openai
-from daemon.engine.stop import StopMatcher
+from daemon.engine.sampling import DEFAULT_MAX_TOKENS, SamplingParams
 from daemon.errors import InvalidInput
+from daemon.openai.sampling import sampling_from_openai
 
 
 def test_defaults_are_ours() -> None:
@@ -63,16 +64,3 @@ def test_reads_vllm_extensions() -> None:
 def test_invalid_values_name_the_parameter(body: dict[str, Any], name: str) -> None:
     with pytest.raises(InvalidInput, match=rf"^{name}: "):
         sampling_from_openai(body)
-
-
-def test_stop_matcher_holds_back_possible_prefixes() -> None:
-    matcher = StopMatcher(("END",))
-    assert matcher.feed("abc E") == ("abc ", False)
-    assert matcher.feed("N") == ("", False)
-    assert matcher.feed("x") == ("ENx", False)
-    assert matcher.feed("yy EN") == ("yy ", False)
-    assert matcher.feed("Dzz") == ("", True)
-    assert StopMatcher(()).feed("END") == ("END", False)
-    held = StopMatcher(("END",))
-    held.feed("E")
-    assert held.flush() == "E"
