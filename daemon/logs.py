@@ -3,8 +3,8 @@
 The access log (one line per finished call) is the only per-call log, so it has a fast
 path: its lines are formatted directly, without a LogRecord, and written in batches, at
 most `ACCESS_FLUSH_S` after the call or as soon as any other record is logged, so lines
-keep their order. Through `logging` it cost ~11 us a call plus a write(2), which halved
-the throughput of a small echo; batched, it is ~1 us.
+keep their order. Through `logging`, with a write(2) a call, it halved the throughput of a
+small echo (figures in the README's Performance section).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 transformers' continuous batching decides greedy or sampled once for the whole batch; its
 per-request warpers sort the whole vocabulary for every row on every step, and its sampler
-(`torch.multinomial`) takes ~12 ms a step for 16 rows on CPU, a quarter of the step
-(measured). So the batch decodes greedily (argmax), and these processors, written against
+(`torch.multinomial`) is slow on CPU: together they halved the 16-stream throughput
+(docs/engine.md). So the batch decodes greedily (argmax), and these processors, written against
 the library's `ContinuousBatchingLogitsProcessor` interface, shape each row as its request
 asks and skip the rows that ask for nothing:
 
