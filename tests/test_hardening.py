@@ -64,9 +64,9 @@ def test_beyond_the_queue_is_refused_at_once(limited: DaemonProcess, transport: 
     calls = [client(limited, transport) for _ in range(3)]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         running = pool.submit(calls[0].predict, {"sleep": 0.6})
-        time.sleep(0.15)
+        wait_for_metric(limited, "twinserve_in_flight", 1, 5)
         queued = pool.submit(calls[1].predict, {"sleep": 0.1})
-        time.sleep(0.15)
+        wait_for_metric(limited, "twinserve_queue_depth", 1, 5)
         started = time.monotonic()
         err = error_of(calls[2].predict, {"sleep": 0.1})
         refused_in = time.monotonic() - started
@@ -80,7 +80,7 @@ def test_http_overload_is_429_with_retry_after(limited: DaemonProcess) -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         busy = [pool.submit(httpx.post, f"{limited.http_url}/predict", json={"sleep": 0.5},
                             headers=headers, timeout=10) for _ in range(2)]
-        time.sleep(0.2)
+        wait_for_metric(limited, "twinserve_queue_depth", 1, 5)  # one runs, one waits
         refused = httpx.post(f"{limited.http_url}/predict", json={}, headers=headers)
         assert all(f.result().status_code == 200 for f in busy)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
@@ -90,7 +90,7 @@ def test_http_overload_is_429_with_retry_after(limited: DaemonProcess) -> None:
 def test_grpc_overload_carries_retry_after(limited: DaemonProcess, client: Any) -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         busy = [pool.submit(client(limited, "grpc").predict, {"sleep": 0.5}) for _ in range(2)]
-        time.sleep(0.2)
+        wait_for_metric(limited, "twinserve_queue_depth", 1, 5)  # one runs, one waits
         with grpc.insecure_channel(limited.grpc_target) as channel:
             call: Any = channel.unary_unary("/twinserve.v1.ModelService/Predict")
             with pytest.raises(grpc.RpcError) as info:

@@ -60,12 +60,15 @@ def test_streaming_disconnect_stops_the_backend(daemon: DaemonProcess) -> None:
 
 def test_unary_disconnect_stops_the_backend(daemon: DaemonProcess) -> None:
     cancelled = metric(daemon, "twinserve_engine_cancelled_total")
+    tokens = metric(daemon, "twinserve_engine_generated_tokens_total")
     body = json.dumps({"prompt": "x", "max_tokens": 10_000}).encode()
     with socket.create_connection(("127.0.0.1", daemon.http_port)) as sock:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        wait_for_metric(daemon, "twinserve_engine_in_flight", 1, 5)
-        time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while metric(daemon, "twinserve_engine_generated_tokens_total") < tokens + 3:
+            assert time.monotonic() < deadline, "the generation never got going"
+            time.sleep(0.005)
     assert_backend_stopped(daemon, cancelled)
 
 
