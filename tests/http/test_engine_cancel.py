@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.harness import MODELS, DaemonProcess, serve
-from tests.scrape import assert_backend_stopped, metric, wait_for_metric
+from tests.scrape import assert_backend_stopped, metric
 
 
 @pytest.fixture(scope="module")
