@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from daemon import codec
-from daemon.errors import InvalidInput, ModelError, PayloadTooLarge
+from daemon.errors import InvalidInput, PayloadTooLarge
 from daemon.grpc.codes import code_for_status
 from daemon.grpc.errors import Refused
 from daemon.grpc.proto.v1.model_pb2 import InvokeResponse, UploadRequest
@@ -90,10 +90,7 @@ def chunk_response(route: str, chunk: Any) -> InvokeResponse:
         return InvokeResponse(content_type=DEFAULT_CONTENT_TYPE, data=chunk)
     if isinstance(chunk, str):
         return InvokeResponse(content_type=TEXT, data=chunk.encode())
-    try:
-        return InvokeResponse(content_type=JSON, data=codec.dumps(chunk))
-    except TypeError as exc:
-        raise ModelError(f"{route} yielded a chunk that cannot be sent as JSON: {exc}") from exc
+    return InvokeResponse(content_type=JSON, data=codec.json_chunk(route, chunk))
 
 
 def _error_message(response: Response) -> str:
