@@ -18,7 +18,7 @@ from daemon.errors import InvalidInput, PayloadTooLarge
 from daemon.grpc.codes import code_for_status
 from daemon.grpc.errors import Refused
 from daemon.grpc.proto.v1.model_pb2 import InvokeResponse, UploadRequest
-from daemon.model.pipeline import ChunkStream
+from daemon.model.streams import ChunkStream
 from daemon.request import Response
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

@@ -32,7 +32,8 @@ from daemon.grpc.proto.v1.model_pb2 import (
     PredictStreamResponse,
     UploadRequest,
 )
-from daemon.model.pipeline import ChunkStream, ModelPipeline
+from daemon.model.pipeline import ModelPipeline
+from daemon.model.streams import ChunkStream
 from daemon.observe import CallObserver
 from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
 

@@ -16,7 +16,8 @@ from daemon.http.errors import error_response
 from daemon.http.headers import REQUEST_ID
 from daemon.http.streaming import write_chunks
 from daemon.metrics import Metrics
-from daemon.model.pipeline import ChunkStream, ModelPipeline
+from daemon.model.pipeline import ModelPipeline
+from daemon.model.streams import ChunkStream
 from daemon.request import Request, Response
 
 API_ROUTES = {

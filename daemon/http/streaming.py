@@ -11,7 +11,7 @@ from daemon.errors import TwinserveError
 from daemon.http.errors import error_payload
 from daemon.http.formats import WireFormat
 from daemon.http.headers import REQUEST_ID
-from daemon.model.pipeline import ChunkStream
+from daemon.model.streams import ChunkStream
 
 log = logging.getLogger("twinserve.http")
 

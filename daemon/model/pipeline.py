@@ -1,8 +1,10 @@
-"""The call pipeline both transports share: readiness, input, pre/predict/post, streaming.
+"""The call pipeline both transports share: readiness, input, pre/predict/post.
 
 A transport builds a `Request`, awaits `ModelPipeline.call(route, request)` and writes out
-what comes back: a value, or a `ChunkStream` to iterate and close. Everything a model
-author can observe (argument rules, concurrency, thread pool, errors, cancellation) is here.
+what comes back: a value, or a `ChunkStream` (daemon/model/streams.py) to iterate and
+close. What a model author can observe lives in this package: the lifecycle and the call
+here, the methods' binding in method.py, streams in streams.py, the calls in flight and the
+drain in inflight.py, Truss's result and exception conventions in truss_compat.py.
 """
 
 from __future__ import annotations
@@ -15,27 +17,24 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from daemon import codec
-from daemon.errors import (
-    ClientError,
-    ModelError,
-    NotFound,
-    NotReady,
-    TwinserveError,
-)
 from daemon.admission import AdmissionController
+from daemon.errors import ModelError, NotFound, NotReady, TwinserveError
 from daemon.metrics import Metrics
+from daemon.model.inflight import InFlight
 from daemon.model.interrupt import error_instead, interrupt
-from daemon.model.signature import ArgShape, MethodSpec
-from daemon.request import Request, Response, current_request
+from daemon.model.method import BoundMethod
+from daemon.model.signature import MethodSpec
+from daemon.model.streams import ChunkStream, as_chunks, close_chunks
+from daemon.model.truss_compat import as_response, model_error
+from daemon.request import Request, current_request
 
 log = logging.getLogger("twinserve.model")
 
 T = TypeVar("T")
-_DONE = object()
 
 
 class State(enum.Enum):
@@ -52,108 +51,6 @@ _NOT_READY_REASONS = {
 }
 
 
-class ChunkStream:
-    """The chunks of a streaming method, in order, as the model produces them.
-
-    Holds the method's concurrency slot (and keeps the call in flight, under its time limit)
-    until it ends or is closed. Closing it before the
-    end (client gone, write failed) counts as a disconnect, so engine work tied to the
-    request stops too. Always `await aclose()` when done.
-    """
-
-    def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, timeout_s: float | None) -> None:
-        self._chunks = chunks
-        self._request = request
-        self._release: Callable[[], None] | None = release
-        self._method = method
-        self._timeout_s = timeout_s
-        self._finished = False
-
-    def __aiter__(self) -> ChunkStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._finished = True
-            await self.aclose()
-            raise
-        except asyncio.CancelledError:
-            self._request.mark_disconnected()
-            await self.aclose()
-            error = error_instead(self._request, self._timeout_s)
-            if error is not None:
-                raise error from None
-            raise
-        except Exception as exc:
-            self._finished = True
-            await self.aclose()
-            raise model_error(self._method, exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        """Stop the model's generator and free its slot. Never raises: this is cleanup."""
-        release, self._release = self._release, None
-        if release is None:
-            return
-        try:
-            if not self._finished:
-                self._request.mark_disconnected()
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        except Exception:
-            log.exception("%s: error while closing the stream of request %s", self._method,
-                          self._request.request_id)
-        finally:
-            release()
-
-
-Start = Callable[[Any, Request], Awaitable[Any]]
-"""(input, request) -> an awaitable of the method's result; an async generator method's
-result is the generator."""
-
-
-class _Method:
-    """One of the model's methods, bound, with how to call it decided once: which arguments
-    it takes, and whether it runs on the loop or in the pool. `pre` and `post` are
-    predict's hooks."""
-
-    __slots__ = ("name", "reads_body", "start", "pre", "post")
-
-    def __init__(self, spec: MethodSpec, fn: Callable[..., Any],
-                 run_sync: Callable[..., Awaitable[Any]]) -> None:
-        self.name = spec.name
-        self.reads_body = spec.shape is not ArgShape.REQUEST
-        self.start = _starter(spec, fn, run_sync)
-        self.pre: _Method | None = None
-        self.post: _Method | None = None
-
-
-def _starter(spec: MethodSpec, fn: Callable[..., Any],
-             run_sync: Callable[..., Awaitable[Any]]) -> Start:
-    """Decided here, once, rather than on every call: a coroutine method's own coroutine is
-    what the call awaits, with no wrapper of ours between."""
-    call: Callable[..., Awaitable[Any]]
-    if spec.is_async_generator:
-        def call(*args: Any) -> Awaitable[Any]:
-            return _ready(fn(*args))
-    elif spec.is_coroutine:
-        call = fn
-    else:
-        call = functools.partial(run_sync, fn)  # sync code never runs on the loop
-    if spec.shape is ArgShape.INPUT:
-        return lambda inputs, request: call(inputs)
-    if spec.shape is ArgShape.REQUEST:
-        return lambda inputs, request: call(request)
-    return call
-
-
-async def _ready(value: T) -> T:
-    return value
-
-
 class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
@@ -166,14 +63,13 @@ class ModelPipeline:
         self._request_timeout_s = request_timeout_s
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
-        self._live: dict[Request, tuple[asyncio.Task[Any], asyncio.TimerHandle | None]] = {}
-        self._idle: asyncio.Future[None] | None = None  # made by wait_idle, set by _end
+        self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
         self._specs = dict(specs)
         self._model: Any = None
         self._state = State.LOADING
         # The routes clients may call (every method but the predict hooks), bound to the
         # model; empty unless READY, so one lookup tells a call whether it may run.
-        self._serving: dict[str, _Method] = {}
+        self._serving: dict[str, BoundMethod] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # the one calls run on; set by load()
         self.admission = admission
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -204,8 +100,8 @@ class ModelPipeline:
             self._state = State.READY
             self._serving = routes
 
-    def _bind(self, model: Any) -> dict[str, _Method]:
-        methods = {name: _Method(spec, getattr(model, name), self.run_sync)
+    def _bind(self, model: Any) -> dict[str, BoundMethod]:
+        methods = {name: BoundMethod(spec, getattr(model, name), self.run_sync)
                    for name, spec in self._specs.items()}
         predict = methods["predict"]
         predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
@@ -239,7 +135,7 @@ class ModelPipeline:
 
     @property
     def in_flight(self) -> int:
-        return len(self._live)
+        return len(self._calls)
 
     def start_draining(self) -> None:
         """Refuse new calls (NotReady) and report not ready; calls in flight carry on."""
@@ -249,33 +145,15 @@ class ModelPipeline:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight; False if some still are after `timeout` s."""
-        if not self._live:
-            return True
-        if self._idle is None or self._idle.done():
-            self._idle = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._idle), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await self._calls.wait_idle(timeout)
 
     def cancel_in_flight(self) -> None:
         """End every call still in flight as if its client had left (the drain ran out)."""
-        for request, (task, _) in list(self._live.items()):
-            interrupt(request, task, "drain")
-
-    def _end(self, request: Request) -> None:
-        _, timer = self._live.pop(request)
-        if timer is not None:
-            timer.cancel()
-        if request.disconnect_reason is not None and self._metrics is not None:
-            self._metrics.cancellations.labels(request.disconnect_reason).inc()
-        if not self._live and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        self._calls.interrupt_all("drain")
 
     def _stream_closed(self, request: Request) -> None:
         self.admission.release()
-        self._end(request)
+        self._calls.end(request)
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -296,9 +174,9 @@ class ModelPipeline:
         assert task is not None, "ModelPipeline.call must run in a task"
         timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout") \
             if self._request_timeout_s else None
-        self._live[request] = (task, timer)
+        self._calls.add(request, task, timer)
         streaming = False
-        running: _Method | None = None  # the model method being awaited, named in its errors
+        running: BoundMethod | None = None  # the model method being awaited, named in its errors
         try:
             inputs = None
             binary = False
@@ -321,10 +199,10 @@ class ModelPipeline:
                 running = None
                 # A plain value is by far the common answer; only other types can be streams.
                 chunks = None if isinstance(result, _PLAIN) else \
-                    _as_chunks(result, self._executor, request)
+                    as_chunks(result, self._executor, request)
                 if chunks is not None:
                     if method.post is not None:
-                        await _close(chunks)
+                        await close_chunks(chunks)
                         raise ModelError(
                             "predict returned a generator (streaming), but the model also "
                             "defines postprocess; streamed output cannot be post-processed: "
@@ -343,7 +221,7 @@ class ModelPipeline:
                 running = None
             if not binary and isinstance(result, _PLAIN):
                 return result  # the common case, decided without probing attributes
-            return _as_response(result, binary, route)
+            return as_response(result, binary, route)
         except asyncio.CancelledError:
             request.mark_disconnected()
             error = error_instead(request, self._request_timeout_s)
@@ -356,7 +234,7 @@ class ModelPipeline:
             raise model_error(running.name, exc, request) from exc
         finally:
             if not streaming:
-                self._end(request)
+                self._calls.end(request)
 
     def _refusal(self, route: str) -> TwinserveError:
         """Why `route` cannot run now: the daemon is not ready, or the model lacks it."""
@@ -372,90 +250,4 @@ class ModelPipeline:
         return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args))
 
 
-def _as_chunks(result: Any, executor: concurrent.futures.Executor,
-               request: Request) -> AsyncIterator[Any] | None:
-    if inspect.isasyncgen(result):
-        return result
-    if inspect.isgenerator(result):
-        return _iterate_in_threads(result, executor, request)
-    return None
-
-
-async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurrent.futures.Executor,
-                              request: Request) -> AsyncIterator[Any]:
-    """A sync generator driven one item at a time in the pool."""
-    ctx = contextvars.copy_context()
-    pending: concurrent.futures.Future[Any] | None = None
-    try:
-        while True:
-            pending = executor.submit(ctx.run, _next_or_done, gen)
-            item = await asyncio.wrap_future(pending)
-            pending = None
-            if item is _DONE:
-                return
-            yield item
-    except asyncio.CancelledError:
-        request.mark_disconnected()  # before close(), so the generator's cleanup sees it
-        raise
-    finally:
-        # A generator cannot be closed while next() still runs in a thread: wait for it.
-        def close_after_pending(step: concurrent.futures.Future[Any] | None = pending) -> None:
-            if step is not None:
-                concurrent.futures.wait([step])
-            gen.close()
-
-        await asyncio.get_running_loop().run_in_executor(executor, close_after_pending)
-
-
 _PLAIN = (dict, list, str, int, float, bool, type(None))
-
-
-def _as_response(result: Any, binary: bool, method: str) -> Any:
-    """Bytes and response objects go out as they are; a binary (msgpack) call gets msgpack."""
-    if isinstance(result, Response):
-        return result
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return Response(bytes(result))
-    body, status = getattr(result, "body", None), getattr(result, "status_code", None)
-    if isinstance(body, bytes) and isinstance(status, int):
-        # starlette/fastapi Response objects, so Truss models keep theirs.
-        headers = {str(k): str(v) for k, v in dict(getattr(result, "headers", {})).items()}
-        content_type = headers.pop("content-type", None) or getattr(result, "media_type", None)
-        headers.pop("content-length", None)
-        return Response(body, status, content_type or "application/octet-stream", headers)
-    if binary:
-        try:
-            return Response(codec.pack(result))
-        except TypeError as exc:
-            raise ModelError(f"{method} returned a value that cannot be sent as msgpack: {exc}") \
-                from exc
-    return result
-
-
-def _next_or_done(gen: Generator[Any, Any, Any]) -> Any:
-    return next(gen, _DONE)
-
-
-async def _close(chunks: AsyncIterator[Any]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def model_error(method: str, exc: BaseException, request: Request) -> TwinserveError:
-    """Translate an exception from model code into the hierarchy; log real failures once."""
-    if isinstance(exc, TwinserveError):
-        return exc
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and 400 <= status <= 599:
-        # fastapi.HTTPException and look-alikes, so Truss models keep their statuses.
-        detail = getattr(exc, "detail", None) or str(exc) or "error"
-        message = detail if isinstance(detail, str) else repr(detail)
-        if status < 500:
-            return ClientError(message, status)
-        if status == 503:
-            return NotReady(message)
-        return ModelError(message)
-    log.error("%s raised while handling request %s", method, request.request_id,
-              exc_info=(type(exc), exc, exc.__traceback__))
-    return ModelError(f"{method} raised {type(exc).__name__}: {exc}")

@@ -11,7 +11,8 @@ import pytest
 
 from daemon.admission import AdmissionController
 from daemon.errors import DeadlineExceeded, NotReady, Overloaded
-from daemon.model.pipeline import ChunkStream, ModelPipeline
+from daemon.model.pipeline import ModelPipeline
+from daemon.model.streams import ChunkStream
 from daemon.model.signature import check_model_class
 from daemon.request import BytesBody, Request
 

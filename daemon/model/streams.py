@@ -1,0 +1,123 @@
+"""A model's streamed output: its generator adapted to one async iterator that holds the
+call's slot until it ends or is closed, with sync generators driven in the thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
+
+from daemon.model.interrupt import error_instead
+from daemon.model.truss_compat import model_error
+from daemon.request import Request
+
+log = logging.getLogger("twinserve.model")
+
+_DONE = object()
+
+
+class ChunkStream:
+    """The chunks of a streaming method, in order, as the model produces them.
+
+    Holds the method's concurrency slot (and keeps the call in flight, under its time limit)
+    until it ends or is closed. Closing it before the
+    end (client gone, write failed) counts as a disconnect, so engine work tied to the
+    request stops too. Always `await aclose()` when done.
+    """
+
+    def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
+                 method: str, timeout_s: float | None) -> None:
+        self._chunks = chunks
+        self._request = request
+        self._release: Callable[[], None] | None = release
+        self._method = method
+        self._timeout_s = timeout_s
+        self._finished = False
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            await self.aclose()
+            raise
+        except asyncio.CancelledError:
+            self._request.mark_disconnected()
+            await self.aclose()
+            error = error_instead(self._request, self._timeout_s)
+            if error is not None:
+                raise error from None
+            raise
+        except Exception as exc:
+            self._finished = True
+            await self.aclose()
+            raise model_error(self._method, exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        """Stop the model's generator and free its slot. Never raises: this is cleanup."""
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            if not self._finished:
+                self._request.mark_disconnected()
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        except Exception:
+            log.exception("%s: error while closing the stream of request %s", self._method,
+                          self._request.request_id)
+        finally:
+            release()
+
+
+def as_chunks(result: Any, executor: concurrent.futures.Executor,
+               request: Request) -> AsyncIterator[Any] | None:
+    if inspect.isasyncgen(result):
+        return result
+    if inspect.isgenerator(result):
+        return _iterate_in_threads(result, executor, request)
+    return None
+
+
+async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurrent.futures.Executor,
+                              request: Request) -> AsyncIterator[Any]:
+    """A sync generator driven one item at a time in the pool."""
+    ctx = contextvars.copy_context()
+    pending: concurrent.futures.Future[Any] | None = None
+    try:
+        while True:
+            pending = executor.submit(ctx.run, _next_or_done, gen)
+            item = await asyncio.wrap_future(pending)
+            pending = None
+            if item is _DONE:
+                return
+            yield item
+    except asyncio.CancelledError:
+        request.mark_disconnected()  # before close(), so the generator's cleanup sees it
+        raise
+    finally:
+        # A generator cannot be closed while next() still runs in a thread: wait for it.
+        def close_after_pending(step: concurrent.futures.Future[Any] | None = pending) -> None:
+            if step is not None:
+                concurrent.futures.wait([step])
+            gen.close()
+
+        await asyncio.get_running_loop().run_in_executor(executor, close_after_pending)
+
+
+def _next_or_done(gen: Generator[Any, Any, Any]) -> Any:
+    return next(gen, _DONE)
+
+
+async def close_chunks(chunks: AsyncIterator[Any]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
