@@ -16,7 +16,7 @@ closing to the batch holding 8 (`twinserve_engine_batch_size`, polled every 10 m
 compared with one decode step of the full batch (its inter-token time). The 8 others must
 finish normally.
 
-    python scripts/bench_cancel.py --hf-under-load --rounds 10
+    python scripts/bench_cancel.py --hf-under-load --rounds 10 [--pin]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import socket
 import statistics
@@ -128,8 +129,14 @@ async def under_load_round(url: str, streams: int, leaving: int) -> tuple[float,
     return left_after, gaps
 
 
-def hf_under_load(rounds: int) -> int:
-    with DaemonProcess(None, env={"PYTHONWARNINGS": "ignore"}) as daemon:
+def hf_under_load(rounds: int, pin: bool) -> int:
+    env = {"PYTHONWARNINGS": "ignore"}
+    if pin:  # the daemon (one torch thread) on CPU 0, this client on CPU 1
+        os.sched_setaffinity(0, {0})
+        env["OMP_NUM_THREADS"] = "1"
+    with DaemonProcess(None, env=env) as daemon:
+        if pin:
+            os.sched_setaffinity(0, {1})
         daemon.wait_ready(timeout=300)
         cancels: list[float] = []
         steps: list[float] = []
@@ -155,9 +162,11 @@ def main() -> int:
     parser.add_argument("--hf-under-load", action="store_true",
                         help="measure the real hf backend with 16 streams in its batch")
     parser.add_argument("--rounds", type=int, default=10, help="with --hf-under-load")
+    parser.add_argument("--pin", action="store_true",
+                        help="with --hf-under-load: daemon on CPU 0, client on CPU 1")
     args = parser.parse_args()
     if args.hf_under_load:
-        return hf_under_load(args.rounds)
+        return hf_under_load(args.rounds, args.pin)
     with DaemonProcess(MODELS / "engine_simulated", env={"PYTHONWARNINGS": "ignore"}) as daemon:
         daemon.wait_ready()
         for mode in ("stream", "unary"):
