@@ -15,6 +15,7 @@ Finished = Callable[[str | int, float, str], None]
 time.perf_counter() on arrival."""
 
 _MODEL_ROUTES = frozenset(ENDPOINT_METHODS)
+UNMATCHED = "unmatched"  # the route label of every call that named no model route
 
 
 class CallObserver:
@@ -40,6 +41,6 @@ class CallObserver:
     def finished(self, transport: str, route: str, code: str | int, started: float,
                  request_id: str) -> None:
         """Record a call to a model route named by the client (gRPC's `route` field); any
-        name that is not a model route is labelled "unmatched", so labels stay few."""
-        label = route if route in _MODEL_ROUTES else "unmatched"
+        name that is not a model route is labelled UNMATCHED, so labels stay few."""
+        label = route if route in _MODEL_ROUTES else UNMATCHED
         self.recorder(transport, label)(code, started, request_id)

@@ -254,6 +254,11 @@ _id_format = os.urandom(6).hex() + "%08x"
 _id_counter = itertools.count(1)
 
 
+REQUEST_ID_HEADER = "X-Request-Id"
+"""Where a request's id travels, both ways: an HTTP header, and gRPC metadata (in lower case,
+as gRPC requires)."""
+
+
 def new_request_id() -> str:
     """Unique per process and across restarts; cheaper than a uuid4 on every request."""
     return _id_format % next(_id_counter)

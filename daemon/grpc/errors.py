@@ -38,12 +38,13 @@ from daemon.errors import (
     TwinserveError,
 )
 from daemon.grpc.codes import code_for_status
+from daemon.request import REQUEST_ID_HEADER
 
 log = logging.getLogger("twinserve.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-REQUEST_ID_KEY = "x-request-id"
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()  # gRPC metadata keys are lower case
 
 _CODE_BY_CLASS: tuple[tuple[type[TwinserveError], grpc.StatusCode], ...] = (
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),

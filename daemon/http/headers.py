@@ -1,4 +1,4 @@
-"""The one header of our own, X-Request-Id, named once.
+"""The one header of our own, the request id, as HTTP uses it.
 
 As multidict's `istr`, as aiohttp's own header names are: a case-insensitive lookup or
 store then skips folding the name's case on every call.
@@ -6,4 +6,6 @@ store then skips folding the name's case on every call.
 
 from multidict import istr
 
-REQUEST_ID = istr("X-Request-Id")
+from daemon.request import REQUEST_ID_HEADER
+
+REQUEST_ID = istr(REQUEST_ID_HEADER)

@@ -18,6 +18,7 @@ from daemon.http.streaming import write_chunks
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
+from daemon.observe import UNMATCHED
 from daemon.request import Request, Response
 
 API_ROUTES = {
@@ -123,7 +124,7 @@ class Routes:
         # Last, so it only sees what no route above took: JSON 404s and 405s.
         self._router = router
         self._fallback = router.add_route(
-            "*", "/{path:.*}", boundary.wrap(self.unmatched, "unmatched", None)).resource
+            "*", "/{path:.*}", boundary.wrap(self.unmatched, UNMATCHED, None)).resource
 
     def _model_handler(self, route: str, wire: formats.WireFormat, content_type: str | None,
                        check_name: bool) -> Handler:
