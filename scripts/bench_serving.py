@@ -117,48 +117,23 @@ class Ceiling:
 
     def __init__(self, engine: EngineConfig) -> None:
         from daemon.config import default_cache_dir
+        from daemon.engine.backends import build_backend
         from daemon.engine.hf import HfBackend
 
-        if engine.backend != "hf":
+        backend = build_backend(engine, default_cache_dir(os.environ))  # as the daemon does
+        if not isinstance(backend, HfBackend):
             raise SystemExit("--ceiling needs a model directory with an hf engine")
-        self._backend = HfBackend(model=engine.model, cache_dir=default_cache_dir(os.environ),
-                                  device=engine.device, dtype=engine.dtype,
-                                  max_batch_size=engine.max_batch_size or 32,
-                                  kv_cache_mib=engine.kv_cache_mib,
-                                  max_batch_tokens=engine.max_batch_tokens)
+        self._backend = backend
         self._manager: Any = None
         self._count = 0
 
     def start(self) -> None:
-        from transformers import GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-        from daemon.engine import hf
-
-        backend = self._backend
-        backend._load()  # the daemon's own loading: same weights and dtype
-        model, tokenizer = backend._model, backend._tokenizer
-        blocks = max(1, backend._kv_cache_mib * hf.MiB
-                     // backend._block_bytes(model.config.get_text_config()))
-        self._tokenizer = tokenizer
-        self._manager = model.init_continuous_batching(
-            generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
-                do_sample=False, max_new_tokens=1, eos_token_id=-1,
-                pad_token_id=tokenizer.pad_token_id or 0),
-            continuous_batching_config=ContinuousBatchingConfig(
-                page_size=hf.PAGE_TOKENS, num_blocks=blocks,
-                max_batch_tokens=backend._max_batch_tokens,
-                max_requests_per_batch=backend.max_batch_size,
-                allow_block_sharing=False, use_cuda_graph=False))
+        self._backend.load()  # the daemon's own loading: same weights and dtype
+        self._manager = self._backend.new_manager()  # its settings, without our processors
         self._manager.start()
 
     def stop(self) -> None:
         self._manager.stop(block=True, timeout=30)
-
-    def token_ids(self, prompt: str) -> list[int]:
-        """The prompt's token ids as the daemon's /v1/completions makes them (no template)."""
-        ids: list[int] = self._tokenizer(prompt).input_ids
-        return ids
 
     async def run_level(self, texts: list[str], concurrency: int, waves: int,
                         output_len: int) -> Level:
@@ -173,7 +148,7 @@ class Ceiling:
             outputs: asyncio.Queue[Any] = asyncio.Queue()
             self._manager.register_result_handler(request_id, outputs.put_nowait)
             begun = last = loop.time()
-            self._manager.add_request(self.token_ids(prompt), request_id=request_id,
+            self._manager.add_request(self._backend.token_ids(prompt), request_id=request_id,
                                       max_new_tokens=output_len, streaming=True,
                                       eos_token_id=-1)
             seen = 0

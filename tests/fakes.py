@@ -45,8 +45,8 @@ class ScriptedBackend:
             raise InvalidInput("prompt: longer than this backend's context", "prompt")
         return request
 
-    def batch_size(self) -> int:
-        return self.running
+    def batch_size(self) -> None:
+        return None
 
     def unavailable(self) -> str | None:
         return None

@@ -35,8 +35,9 @@ class Backend(Protocol):
         """
         ...
 
-    def batch_size(self) -> int:
-        """Generations in the batch the backend is running now (for the metrics)."""
+    def batch_size(self) -> int | None:
+        """Generations in the batch the backend's own scheduler runs now (for the metrics);
+        None when that is simply the generations the core has handed it."""
         ...
 
     def unavailable(self) -> str | None:

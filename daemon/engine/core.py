@@ -102,7 +102,13 @@ class EngineCore:
     async def start(self) -> None:
         await self.backend.start()
         self._slots = AdmissionController(self.backend.max_batch_size, self._max_queue)
-        self._metrics.engine_batch_size.set_function(self.backend.batch_size)
+        self._metrics.engine_batch_size.set_function(self._batch_size)
+
+    def _batch_size(self) -> int:
+        reported = self.backend.batch_size()
+        if reported is not None:
+            return reported
+        return self._slots.running if self._slots is not None else 0
 
     def unavailable(self) -> str | None:
         """Why the engine cannot take generations now (for readiness), else None."""

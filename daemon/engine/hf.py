@@ -23,7 +23,7 @@ from typing import Any
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.detokenize import IncrementalDetokenizer
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
-from daemon.errors import InvalidInput, ModelDefinitionError, ModelError
+from daemon.errors import InvalidInput, ModelDefinitionError, ModelError, NotReady
 
 log = logging.getLogger("twinserve.engine.hf")
 
@@ -31,6 +31,7 @@ MiB = 1024 * 1024
 PAGE_TOKENS = 64  # tokens per KV-cache page; small pages waste less on short requests
 
 _CANCELLED = object()  # queue marker: the request was cancelled from our side
+_RESTARTING = "the hf engine is restarting after a failure; retry shortly"
 
 
 class HfBackend:
@@ -57,10 +58,11 @@ class HfBackend:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self.load)
         self._manager = await asyncio.to_thread(self._start_manager)
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the tokenizer and weights (blocking); `start()` runs it in a thread."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -87,18 +89,17 @@ class HfBackend:
         self._eos = frozenset(int(i) for i in eos_ids if i is not None)
         log.info("hf backend loaded %s on %s as %s", source, self._device, self._model.dtype)
 
-    def _start_manager(self) -> Any:
-        """A started manager, with our per-request sampling, warmed up by one tiny request."""
+    def new_manager(self) -> Any:
+        """A manager with this backend's cache and batch settings, greedy, not started: the
+        library as it comes (scripts/bench_serving.py's ceiling runs it so)."""
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-        from daemon.engine.hf_sampling import BatchSampling, request_kwargs
 
         text_config = self._model.config.get_text_config()
         blocks = max(1, self._kv_cache_mib * MiB // self._block_bytes(text_config))
         self._context = min(blocks * PAGE_TOKENS,
                             int(getattr(text_config, "max_position_embeddings", 1 << 30)))
-        manager = self._model.init_continuous_batching(
+        return self._model.init_continuous_batching(
             generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
                 do_sample=False,  # argmax; sampled rows are drawn in hf_sampling
                 max_new_tokens=1, eos_token_id=sorted(self._eos),
@@ -108,6 +109,17 @@ class HfBackend:
                 max_batch_tokens=self._max_batch_tokens,
                 max_requests_per_batch=self.max_batch_size,
                 allow_block_sharing=False, use_cuda_graph=False))
+
+    def token_ids(self, text: str) -> list[int]:
+        """A raw prompt's token ids, as /v1/completions sends it (no chat template)."""
+        ids: list[int] = self._tokenizer(text).input_ids
+        return ids
+
+    def _start_manager(self) -> Any:
+        """A started manager, with our per-request sampling, warmed up by one tiny request."""
+        from daemon.engine.hf_sampling import BatchSampling, request_kwargs
+
+        manager = self.new_manager()
         manager.logit_processor = BatchSampling(sorted(self._eos))
         manager.start()
         manager.add_request([int(min(self._eos, default=0))], request_id="twinserve-warmup",
@@ -118,9 +130,9 @@ class HfBackend:
         if warmup is None or warmup.error is not None:
             raise ModelDefinitionError("engine: the hf backend's first generation failed; "
                                        "see the log above")
-        log.info("hf continuous batching: up to %d requests a step, %d KV-cache blocks of %d "
-                 "tokens (%d MiB), context %d tokens", self.max_batch_size, blocks,
-                 PAGE_TOKENS, self._kv_cache_mib, self._context)
+        log.info("hf continuous batching: up to %d requests a step, a %d MiB KV cache in "
+                 "pages of %d tokens, context %d tokens", self.max_batch_size,
+                 self._kv_cache_mib, PAGE_TOKENS, self._context)
         return manager
 
     def _block_bytes(self, text_config: Any) -> int:
@@ -148,9 +160,7 @@ class HfBackend:
         return len(processor.scheduler.active_requests)
 
     def unavailable(self) -> str | None:
-        if self._recovering is not None:
-            return "the hf engine is restarting after a failure"
-        return None
+        return _RESTARTING if self._recovering is not None else None
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         sampling = request.sampling
@@ -164,7 +174,8 @@ class HfBackend:
             ids = self._tokenizer(text, add_special_tokens=False).input_ids
             field = "messages"
         else:
-            ids = self._tokenizer(request.prompt).input_ids
+            assert request.prompt is not None
+            ids = self.token_ids(request.prompt)
             field = "prompt"
         if not ids:
             raise InvalidInput(f"{field}: the prompt is empty once tokenized", field)
@@ -187,12 +198,10 @@ class HfBackend:
         from daemon.engine.hf_sampling import request_kwargs
 
         manager = self._manager
-        if manager is None or self._recovering is not None:
-            raise ModelError("the hf engine is restarting after a failure; try again shortly")
+        if manager is None or self._recovering is not None:  # it failed while this one queued
+            raise NotReady(_RESTARTING)
         ids = request.prompt_token_ids
-        if ids is None:  # submitted without prepare(): only in-process callers
-            ids = self.prepare(request).prompt_token_ids
-        assert ids is not None
+        assert ids is not None, "EngineCore.submit() prepares every request"
         sampling = request.sampling
         request_id = f"{request.request_id or 'generation'}#{next(self._ids)}"
         outputs: asyncio.Queue[Any] = asyncio.Queue()
@@ -215,7 +224,7 @@ class HfBackend:
                                  seed=sampling.seed))
             if accepted is None:
                 self._recover(manager)
-                raise ModelError("the hf engine is restarting after a failure; try again shortly")
+                raise NotReady(_RESTARTING)
             cancel.on_cancel(on_cancel)
             yield Delta(prompt_tokens=len(ids))
             seen = 0

@@ -34,26 +34,35 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 _MASKED = -float("inf")
 
 
-class _FloatPerRequest(ContinuousBatchingLogitsProcessor):
-    """One float per request, `key` in its kwargs (else `default`), carried as int32 bits."""
+class _PerRequest(ContinuousBatchingLogitsProcessor):
+    """One number per request, carried in the library's int32 argument row (a float as its
+    bits): by default the request's `key` kwarg, else `default`."""
 
+    ignored_kwargs = ()
     key: str
     default: float
+    is_float = False
+
+    def value(self, state: Any) -> float:
+        value: float = state.logit_processor_kwargs.get(self.key, self.default)
+        return value
 
     def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.copy_(torch.full_like(int32_tensor, self.default,
-                                           dtype=torch.float32).view(torch.int32))
+        int32_tensor.copy_(self._encode([self.default] * int32_tensor.numel())
+                           .reshape(int32_tensor.shape))
 
     def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        values = [r.state.logit_processor_kwargs.get(self.key, self.default)
-                  for r in requests_with_new_token]
-        return torch.tensor(values, dtype=torch.float32).view(torch.int32)
+        return self._encode([self.value(r.state) for r in requests_with_new_token])
+
+    def _encode(self, values: list[float]) -> torch.Tensor:
+        if self.is_float:
+            return torch.tensor(values, dtype=torch.float32).view(torch.int32)
+        return torch.tensor(values, dtype=torch.int32)
 
 
-class _Temperature(_FloatPerRequest):
+class _Temperature(_PerRequest):
     supported_kwargs = {"temperature": float}
-    ignored_kwargs = ()
-    key, default = "temperature", 1.0
+    key, default, is_float = "temperature", 1.0, True
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         temperatures = tensor_arg[: scores.size(0)].view(torch.float32)
@@ -62,18 +71,11 @@ class _Temperature(_FloatPerRequest):
         return scores / temperatures.unsqueeze(-1)
 
 
-class _TopK(ContinuousBatchingLogitsProcessor):
+class _TopK(_PerRequest):
     """k = 0: off."""
 
     supported_kwargs = {"top_k": int}
-    ignored_kwargs = ()
-
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.fill_(0)
-
-    def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        return torch.tensor([r.state.logit_processor_kwargs.get("top_k", 0)
-                             for r in requests_with_new_token], dtype=torch.int32)
+    key, default = "top_k", 0
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         k = tensor_arg[: scores.size(0)]
@@ -88,12 +90,11 @@ class _TopK(ContinuousBatchingLogitsProcessor):
         return scores
 
 
-class _TopP(_FloatPerRequest):
+class _TopP(_PerRequest):
     """p = 1: off. Keeps the smallest set of tokens whose probability reaches p."""
 
     supported_kwargs = {"top_p": float}
-    ignored_kwargs = ()
-    key, default = "top_p", 1.0
+    key, default, is_float = "top_p", 1.0, True
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         p = tensor_arg[: scores.size(0)].view(torch.float32)
@@ -110,20 +111,17 @@ class _TopP(_FloatPerRequest):
         return scores
 
 
-class _MinTokens(ContinuousBatchingLogitsProcessor):
+class _MinTokens(_PerRequest):
+    """Argument per row: 1 while the request is still short of its min_tokens."""
+
     supported_kwargs = {"min_tokens": int}
-    ignored_kwargs = ()
+    key, default = "min_tokens", 0
 
     def __init__(self, eos_token_ids: Sequence[int]) -> None:
         self._eos = torch.tensor(list(eos_token_ids), dtype=torch.long)
 
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.fill_(0)
-
-    def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        return torch.tensor([
-            int(r.state.generated_len() < r.state.logit_processor_kwargs.get("min_tokens", 0))
-            for r in requests_with_new_token], dtype=torch.int32)
+    def value(self, state: Any) -> float:
+        return int(state.generated_len() < super().value(state))
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         rows = tensor_arg[: scores.size(0)].nonzero().squeeze(1)
@@ -133,7 +131,7 @@ class _MinTokens(ContinuousBatchingLogitsProcessor):
         return scores
 
 
-class _Sample(ContinuousBatchingLogitsProcessor):
+class _Sample(_PerRequest):
     """Draws the token of each sampling row and leaves it the only one the argmax can pick.
 
     One uniform number per row, through the inverse of the row's cumulative distribution:
@@ -143,16 +141,11 @@ class _Sample(ContinuousBatchingLogitsProcessor):
     """
 
     supported_kwargs = {"sampling_seed": int}
-    ignored_kwargs = ()
+    key, default = "sampling_seed", -1
 
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.fill_(-1)
-
-    def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> torch.Tensor:
-        return torch.tensor([
-            _step_seed(r.state.logit_processor_kwargs.get("sampling_seed", GREEDY),
-                       r.state.generated_len())
-            for r in requests_with_new_token], dtype=torch.int32)
+    def value(self, state: Any) -> float:
+        return _step_seed(state.logit_processor_kwargs.get(self.key, GREEDY),
+                          state.generated_len())
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         seeds = tensor_arg[: scores.size(0)]

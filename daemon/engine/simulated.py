@@ -30,7 +30,6 @@ class SimulatedBackend:
     def __init__(self, *, token_delay_ms: float = 20.0, max_batch_size: int = 64) -> None:
         self.max_batch_size = max_batch_size
         self._delay = token_delay_ms / 1000.0
-        self._running = 0
         # (request id, monotonic time); bounded, since a daemon runs for long
         self.aborts_observed: deque[tuple[str | None, float]] = deque(maxlen=1024)
 
@@ -43,8 +42,8 @@ class SimulatedBackend:
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         return request
 
-    def batch_size(self) -> int:
-        return self._running
+    def batch_size(self) -> None:
+        return None  # the generations the core runs
 
     def unavailable(self) -> str | None:
         return None
@@ -55,19 +54,14 @@ class SimulatedBackend:
         prompt = request.prompt if request.prompt is not None else " ".join(
             m.get("content", "") for m in request.messages or ())
         rng = random.Random(request.sampling.seed or 0)
-        self._running += 1
-        try:
-            yield Delta(prompt_tokens=len(prompt.split()))
-            for position in range(request.sampling.max_tokens):
-                if await cancel.sleep(self._delay):
-                    yield Delta(finish_reason="cancelled")
-                    return
-                token = rng.randrange(len(_WORDS))
-                yield Delta(text=("" if position == 0 else " ") + _WORDS[token],
-                            token_ids=(token,))
-            yield Delta(finish_reason="length")
-        finally:
-            self._running -= 1
+        yield Delta(prompt_tokens=len(prompt.split()))
+        for position in range(request.sampling.max_tokens):
+            if await cancel.sleep(self._delay):
+                yield Delta(finish_reason="cancelled")
+                return
+            token = rng.randrange(len(_WORDS))
+            yield Delta(text=("" if position == 0 else " ") + _WORDS[token], token_ids=(token,))
+        yield Delta(finish_reason="length")
 
     def _observe_abort(self, request_id: str | None) -> None:
         observed = time.monotonic()

@@ -41,7 +41,6 @@ class TrtllmBackend:
     def __init__(self, llm_factory: Callable[[], Any], sampling_params_type: Callable[..., Any],
                  *, max_batch_size: int = 256, abort_timeout_s: float = 5.0) -> None:
         self.max_batch_size = max_batch_size
-        self._running = 0
         self._llm_factory = llm_factory
         self._sampling_params_type = sampling_params_type
         self._abort_timeout = abort_timeout_s
@@ -74,8 +73,8 @@ class TrtllmBackend:
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         return request  # TensorRT-LLM checks lengths against its engine itself
 
-    def batch_size(self) -> int:
-        return self._running
+    def batch_size(self) -> None:
+        return None  # the generations the core runs (the executor's own batch is not exposed)
 
     def unavailable(self) -> str | None:
         return None
@@ -140,7 +139,6 @@ class TrtllmBackend:
         cancel.on_cancel(abort)  # on the loop thread
         cancel.on_cancel(lambda: watchdog.append(loop.call_later(self._abort_timeout, give_up)))
         first = True
-        self._running += 1
         try:
             while True:
                 if gave_up:  # the watchdog fired while no wait was under way
@@ -175,6 +173,5 @@ class TrtllmBackend:
                                                                  "stop"))
                     return
         finally:
-            self._running -= 1
             for handle in watchdog:
                 handle.cancel()

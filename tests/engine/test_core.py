@@ -143,12 +143,15 @@ async def test_queued_to_capacity_and_cancel_while_queued() -> None:
     await generating(backend)
     await asyncio.sleep(0.01)  # time for the second to start too, were max_batch_size not 1
     assert backend.max_running == 1 and len(backend.requests) == 1
+    # The batch is what runs, not what waits: the backend reports none of its own.
+    assert sample("twinserve_engine_batch_size", metrics) == 1
     second.cancel()
     deltas = await asyncio.wait_for(collect(second), 1)
     assert deltas[-1].finish_reason == "cancelled" and len(backend.requests) == 1
     first.cancel()
     await collect(first)
     assert sample("twinserve_engine_in_flight", metrics) == 0
+    assert sample("twinserve_engine_batch_size", metrics) == 0
 
 
 async def test_queue_is_bounded_by_max_queue() -> None:
