@@ -29,6 +29,7 @@ class ScriptedBackend:
         self.requests: list[GenerationRequest] = []
         self.running = 0
         self.max_running = 0
+        self.unavailable_reason: str | None = None  # as a backend recovering from a failure
         self.saw_cancel = 0
         self.started = False
         self.closed = False
@@ -49,7 +50,7 @@ class ScriptedBackend:
         return None
 
     def unavailable(self) -> str | None:
-        return None
+        return self.unavailable_reason
 
     async def generate(self, request: GenerationRequest,
                        cancel: CancelSignal) -> AsyncIterator[Delta]:

@@ -14,6 +14,7 @@ for the next requests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -187,9 +188,7 @@ class HfBackend:
             raise InvalidInput(f"max_tokens: the prompt takes {len(ids)} of this model's "
                                f"{self._context}-token context, so at most {room} tokens can "
                                f"be generated; got {sampling.max_tokens}", "max_tokens")
-        return GenerationRequest(prompt=request.prompt, messages=request.messages,
-                                 sampling=sampling, request_id=request.request_id,
-                                 prompt_token_ids=tuple(ids))
+        return dataclasses.replace(request, prompt_token_ids=tuple(ids))
 
     # -- one generation -----------------------------------------------------------------------
 

@@ -237,3 +237,15 @@ def test_engine_config_section_parses_with_errors_naming_the_key(tmp_path: Path)
                      ({"backend": "simulated", "token_delay_ms": -1}, "engine.token_delay_ms")]:
         with pytest.raises(ConfigError, match=key):
             parse_model_config(tmp_path, {"engine": raw})
+
+
+async def test_a_backend_that_is_recovering_refuses_work_as_not_ready() -> None:
+    backend = ScriptedBackend()
+    core, _ = await started(backend)
+    backend.unavailable_reason = "restarting after a failure"
+    assert core.unavailable() == "restarting after a failure"
+    with pytest.raises(NotReady, match="restarting after a failure"):
+        core.submit(prompt())
+    assert backend.requests == []
+    backend.unavailable_reason = None
+    assert (await collect(core.submit(prompt())))[-1].finish_reason == "stop"
