@@ -152,7 +152,9 @@ class _Sample(_PerRequest):
         rows = (seeds >= 0).nonzero().squeeze(1)
         if rows.numel() == 0:
             return scores
-        cdf = scores[rows].softmax(dim=-1).cumsum(dim=-1)
+        # Summed in float64: in float32, the rounding near 1 over a whole vocabulary would
+        # widen or erase the shares of the many unlikely tokens.
+        cdf = scores[rows].softmax(dim=-1).double().cumsum(dim=-1)
         draws = torch.tensor([random.Random(int(seed)).random() for seed in seeds[rows]],
                              dtype=cdf.dtype, device=cdf.device)
         # right=True: the first token whose cumulative probability passes the draw, never a
