@@ -168,4 +168,3 @@ def test_a_seed_draws_the_same_tokens_at_the_same_positions() -> None:
               for position in range(8)] for seed in (11, 11, 12)]
     assert draws[0] == draws[1] != draws[2]
     assert len(set(draws[0])) > 1  # the position changes the draw
-
