@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.grpc.codes import code_for_status
+from twinserve_wire.codes import code_for_status
 
 # The error line the HTTP front end writes when a stream fails after it started carries only
 # the error's "type"; these are the gRPC codes the gRPC front end sends for the same errors.

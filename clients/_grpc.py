@@ -20,8 +20,8 @@ from clients._api import ApiCalls, AsyncApiCalls
 from clients._errors import TwinserveError
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
 from clients._raw import DEFAULT_CONTENT_TYPE, AsyncRawBody, RawBody, RawResponse
-from daemon.grpc import service
-from daemon.grpc.proto.v1.model_pb2 import (
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
     InvokeResponse,
     PredictRequest,

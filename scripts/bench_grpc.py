@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from clients import GrpcClient  # noqa: E402
-from daemon.grpc import service  # noqa: E402
-from daemon.grpc.proto.v1.model_pb2 import (  # noqa: E402
+from twinserve_wire import service  # noqa: E402
+from twinserve_wire.proto.v1.model_pb2 import (  # noqa: E402
     PredictRequest,
     PredictResponse,
     PredictStreamRequest,

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from clients import GrpcClient, HttpClient, RawResponse  # noqa: E402
-from daemon.grpc.proto.v1.tensors_pb2 import (  # noqa: E402
+from twinserve_wire.proto.v1.tensors_pb2 import (  # noqa: E402
     Tensor,
     TensorBatch,
     TensorBatchStats,

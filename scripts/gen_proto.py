@@ -1,12 +1,12 @@
-"""Generate the Python protobuf modules from proto/ into daemon/grpc/proto/, or check them.
+"""Generate the Python protobuf modules from proto/ into twinserve_wire/proto/, or check them.
 
     python scripts/gen_proto.py           regenerate the committed modules
     python scripts/gen_proto.py --check   exit 1 if the committed modules are stale
 
 protoc names modules after the proto package (`twinserve.v1`); the daemon and the client
-library import them as `daemon.grpc.proto.v1`, so imports between generated modules are
+library import them as `twinserve_wire.proto.v1`, so imports between generated modules are
 rewritten here. Only `*_pb2.py` and their `.pyi` type stubs are generated: the service is
-bound in daemon/grpc/service.py from the descriptor, which keeps it typed without a
+bound in twinserve_wire/service.py from the descriptor, which keeps it typed without a
 protoc plugin. The check ignores protoc's version stamps, so a newer grpcio-tools alone
 does not count as stale.
 """
@@ -24,8 +24,8 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 REPO = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO / "proto"
 PROTO_PACKAGE = "twinserve/v1"
-OUT = REPO / "daemon" / "grpc" / "proto" / "v1"
-IMPORTED_AS = "daemon.grpc.proto.v1"
+OUT = REPO / "twinserve_wire" / "proto" / "v1"
+IMPORTED_AS = "twinserve_wire.proto.v1"
 
 _VERSION_STAMPS = (
     re.compile(r"^# Protobuf Python Version: .*$", re.M),

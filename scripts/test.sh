@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 .venv/bin/python -m mypy          # strict, over the files pyproject.toml lists
-.venv/bin/python -m flake8 daemon clients tests examples scripts   # settings in setup.cfg
+.venv/bin/python -m flake8 daemon clients twinserve_wire tests examples scripts   # settings in setup.cfg
 exec .venv/bin/python -m pytest "$@"

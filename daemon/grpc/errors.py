@@ -5,7 +5,7 @@ Every failure leaves through `abort()` or `abort_internal()`, which end the call
 metadata `x-request-id`. Messages are the exception's message, the same text the HTTP
 front end puts in its JSON body.
 
-    ClientError(status)   nearest code to its HTTP status (daemon/grpc/codes.py):
+    ClientError(status)   nearest code to its HTTP status (twinserve_wire/codes.py):
                           400/422/other 4xx INVALID_ARGUMENT, 401 UNAUTHENTICATED,
                           403 PERMISSION_DENIED, 404 NOT_FOUND, 409 ALREADY_EXISTS,
                           413 (PayloadTooLarge) and 429 RESOURCE_EXHAUSTED, 412 FAILED_PRECONDITION
@@ -37,8 +37,8 @@ from daemon.errors import (
     Overloaded,
     TwinserveError,
 )
-from daemon.grpc.codes import code_for_status
 from daemon.request import REQUEST_ID_HEADER
+from twinserve_wire.codes import code_for_status
 
 log = logging.getLogger("twinserve.grpc")
 

@@ -15,11 +15,11 @@ import grpc
 
 from daemon import codec
 from daemon.errors import InvalidInput, PayloadTooLarge
-from daemon.grpc.codes import code_for_status
 from daemon.grpc.errors import Refused
-from daemon.grpc.proto.v1.model_pb2 import InvokeResponse, UploadRequest
 from daemon.model.streams import ChunkStream
 from daemon.request import Response
+from twinserve_wire.codes import code_for_status
+from twinserve_wire.proto.v1.model_pb2 import InvokeResponse, UploadRequest
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 JSON = "application/json"

@@ -9,11 +9,11 @@ from grpc_reflection.v1alpha import reflection
 
 from daemon.auth import AuthCheck
 from daemon.config import Config
-from daemon.grpc import service
 from daemon.grpc.health import HealthServicer
 from daemon.grpc.servicer import ModelServicer
 from daemon.model.pipeline import ModelPipeline
 from daemon.observe import CallObserver
+from twinserve_wire import service
 
 # Room for the message envelope (route, field tags) around a body of max_request_bytes, so a
 # body just over the limit meets the Request's own check and its clear message.

@@ -21,9 +21,14 @@ import grpc.aio
 from daemon import codec
 from daemon.auth import AuthCheck
 from daemon.errors import TwinserveError
-from daemon.grpc import errors, raw, service
+from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
-from daemon.grpc.proto.v1.model_pb2 import (
+from daemon.model.pipeline import ModelPipeline
+from daemon.model.streams import ChunkStream
+from daemon.observe import CallObserver
+from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
     InvokeResponse,
     PredictRequest,
@@ -32,10 +37,6 @@ from daemon.grpc.proto.v1.model_pb2 import (
     PredictStreamResponse,
     UploadRequest,
 )
-from daemon.model.pipeline import ModelPipeline
-from daemon.model.streams import ChunkStream
-from daemon.observe import CallObserver
-from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
 
 log = logging.getLogger("twinserve.grpc")
 

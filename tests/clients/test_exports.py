@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import clients
+from tests.harness import REPO
 
 
 def test_all_is_complete_and_sorted() -> None:
@@ -14,3 +18,13 @@ def test_all_is_complete_and_sorted() -> None:
 def test_exports_come_from_private_modules() -> None:
     for name in clients.__all__:
         assert getattr(clients, name).__module__.startswith("clients._")
+
+
+def test_the_client_library_imports_without_the_daemon() -> None:
+    """`clients` depends on the shared wire contract only: a client installs and runs
+    without the server's code (and its aiohttp, torch, transformers)."""
+    code = ("import sys, clients\n"
+            "print(sorted(m for m in sys.modules if m == 'daemon' or m.startswith('daemon.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"

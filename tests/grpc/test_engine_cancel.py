@@ -11,10 +11,10 @@ import grpc
 import pytest
 
 from clients import AsyncGrpcClient, GrpcClient, TwinserveError
-from daemon.grpc import service
-from daemon.grpc.proto.v1.model_pb2 import PredictRequest, PredictResponse
 from tests.harness import MODELS, DaemonProcess
 from tests.scrape import assert_backend_stopped, metric, wait_for_metric
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import PredictRequest, PredictResponse
 
 LONG = {"prompt": "x", "max_tokens": 10_000}
 

@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients import GrpcClient
-from daemon.grpc.service import SERVICE_NAME
 from tests.harness import MODELS, DaemonProcess
+from twinserve_wire.service import SERVICE_NAME
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

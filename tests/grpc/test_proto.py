@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from daemon.grpc import service
-from daemon.grpc.proto.v1 import model_pb2
 from tests.harness import REPO
+from twinserve_wire import service
+from twinserve_wire.proto.v1 import model_pb2
 
 
 def test_generated_modules_are_fresh() -> None:

@@ -15,10 +15,10 @@ import grpc
 import msgpack
 import pytest
 
-from daemon.grpc import service
-from daemon.grpc.proto.v1.model_pb2 import InvokeRequest, InvokeResponse, UploadRequest
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess, copy_model
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import InvokeRequest, InvokeResponse, UploadRequest
 
 MiB = 1024 * 1024
 

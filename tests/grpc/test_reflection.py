@@ -11,8 +11,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from daemon.grpc.service import SERVICE_NAME
 from tests.harness import EXAMPLES, DaemonProcess
+from twinserve_wire.service import SERVICE_NAME
 
 
 @pytest.fixture(scope="module")

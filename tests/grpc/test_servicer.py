@@ -9,9 +9,9 @@ import grpc
 import httpx
 import pytest
 
-from daemon.grpc import service
-from daemon.grpc.proto.v1.model_pb2 import PredictRequest, PredictResponse
 from tests.harness import EXAMPLES, MODELS, DaemonProcess
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import PredictRequest, PredictResponse
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from daemon import ClientError, Request, Response
-from daemon.grpc.proto.v1.tensors_pb2 import TensorBatch, TensorBatchStats, TensorStats
+from twinserve_wire.proto.v1.tensors_pb2 import TensorBatch, TensorBatchStats, TensorStats
 
 PROTOBUF = "application/x-protobuf"
 _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf", "application/octet-stream"})

@@ -7,7 +7,7 @@ module.
 
 from __future__ import annotations
 
-from daemon.grpc.proto.v1 import model_pb2
+from twinserve_wire.proto.v1 import model_pb2
 
 _SERVICE = model_pb2.DESCRIPTOR.services_by_name["ModelService"]
 
