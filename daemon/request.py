@@ -20,17 +20,14 @@ Transport = Literal["http", "grpc"]
 class BodySource(Protocol):
     """Where a request's body comes from; each transport provides one.
 
-    Exactly one of `received`, `read` or `chunks` takes the body, at most once; `received`
-    may decline first (None), and then one of the others is called.
+    A source only hands over bytes: the size limit is the `Request`'s to enforce, in one
+    place, whichever transport carried the body. Exactly one of `received` or `chunks` takes
+    the body, at most once; `received` may decline first (None), and then `chunks` is called.
     """
 
-    def received(self, limit: int) -> bytes | None:
+    def received(self) -> bytes | None:
         """The whole body if it has all arrived already (a small one comes with the call),
-        without waiting; None if it has to be read. PayloadTooLarge past `limit`."""
-        ...
-
-    async def read(self, limit: int) -> bytes:
-        """The whole body; PayloadTooLarge once it passes `limit` bytes."""
+        without waiting; None if it has to be read."""
         ...
 
     def chunks(self) -> AsyncIterator[bytes]:
@@ -50,13 +47,8 @@ class BytesBody:
     def __init__(self, data: bytes) -> None:
         self._data = data
 
-    def received(self, limit: int) -> bytes:
-        if len(self._data) > limit:
-            raise PayloadTooLarge(limit)
+    def received(self) -> bytes:
         return self._data
-
-    async def read(self, limit: int) -> bytes:
-        return self.received(limit)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._data:
@@ -119,19 +111,17 @@ class Request:
 
     def __init__(
         self,
+        *,
         transport: Transport,
         route: str,
+        request_id: str,
         body: BodySource,
         max_body_bytes: int,
-        request_id: str,
         headers: Mapping[str, str] | None = None,
         content_type: str = "application/json",
-        *,
         query: Mapping[str, str] | None = None,
         path: str = "",
     ) -> None:
-        """Front ends pass these by position: naming seven arguments on every call costs
-        more than the rest of the constructor does."""
         self.transport: Transport = transport
         self.content_type = content_type
         self.route = route
@@ -160,8 +150,7 @@ class Request:
         """The whole body, read once and cached; PayloadTooLarge past the limit."""
         body = self.received_body()
         if body is None:
-            self._streamed = True
-            body = self._body = await self._body_source.read(self._max_body_bytes)
+            body = self._body = b"".join([chunk async for chunk in self.stream()])
         return body
 
     def received_body(self) -> bytes | None:
@@ -170,9 +159,11 @@ class Request:
         if self._body is None:
             if self._streamed:
                 raise InvalidInput("the request body was already consumed by stream()")
-            self._body = self._body_source.received(self._max_body_bytes)
+            self._within_limit(self._body_source.declared_length() or 0)
+            self._body = self._body_source.received()
             if self._body is not None:
                 self._streamed = True
+                self._within_limit(len(self._body))
         return self._body
 
     async def json(self) -> Any:
@@ -186,16 +177,17 @@ class Request:
         if self._streamed:
             raise InvalidInput("the request body was already consumed by stream()")
         self._streamed = True
-        limit = self._max_body_bytes
-        declared = self._body_source.declared_length()
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(limit)
+        self._within_limit(self._body_source.declared_length() or 0)  # before reading any
         seen = 0
         async for chunk in self._body_source.chunks():
             seen += len(chunk)
-            if seen > limit:
-                raise PayloadTooLarge(limit)
+            self._within_limit(seen)
             yield chunk
+
+    def _within_limit(self, size: int) -> None:
+        """The one check of runtime.max_request_bytes, for every transport and reading style."""
+        if size > self._max_body_bytes:
+            raise PayloadTooLarge(self._max_body_bytes)
 
     # -- disconnects --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from daemon import codec
-from daemon.errors import InvalidInput, PayloadTooLarge
+from daemon.errors import InvalidInput
 from daemon.grpc.errors import Refused
 from daemon.model.streams import ChunkStream
 from daemon.request import Response
@@ -40,18 +40,8 @@ class UploadBody:
         self._first: UploadRequest | None = first
         self._rest = rest
 
-    def received(self, limit: int) -> None:
+    def received(self) -> None:
         return None  # the messages after the first are pulled off the call as they are read
-
-    async def read(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(limit)
-            parts.append(chunk)
-        return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         message, self._first = self._first, None

@@ -175,8 +175,9 @@ class ModelServicer:
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         if content_type is None:
             content_type = raw.JSON
-        return Request("grpc", route or DEFAULT_ROUTE, body, self._max_body_bytes, request_id,
-                       headers, content_type or raw.DEFAULT_CONTENT_TYPE)
+        return Request(transport="grpc", route=route or DEFAULT_ROUTE, request_id=request_id,
+                       body=body, max_body_bytes=self._max_body_bytes, headers=headers,
+                       content_type=content_type or raw.DEFAULT_CONTENT_TYPE)
 
 
 async def _refuse_stream(result: Any, route: str, stream_rpc: str, rpc: str) -> None:

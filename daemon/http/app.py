@@ -15,7 +15,8 @@ from daemon.observe import CallObserver
 
 def build_app(pipeline: ModelPipeline, config: Config, metrics: Metrics,
               observer: CallObserver, auth: AuthCheck | None) -> web.Application:
-    # aiohttp's own whole-body limit; HttpBody turns its refusal into PayloadTooLarge.
-    app = web.Application(client_max_size=config.model.runtime.max_request_bytes)
+    # The body limit is the Request's (runtime.max_request_bytes); aiohttp's own,
+    # client_max_size, applies only to its read()/post(), which the routes never call.
+    app = web.Application()
     Routes(pipeline, config, metrics).add_to(app.router, Boundary(observer, auth))
     return app

@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 
 from daemon import codec
 from daemon.config import Config
-from daemon.errors import NotFound, NotReady, PayloadTooLarge
+from daemon.errors import NotFound, NotReady
 from daemon.http import formats
 from daemon.http.boundary import Boundary, Handler
 from daemon.http.errors import error_response
@@ -40,25 +40,13 @@ class HttpBody:
     def __init__(self, request: web.Request) -> None:
         self._request = request
 
-    def received(self, limit: int) -> bytes | None:
+    def received(self) -> bytes | None:
         content = self._request.content
         if content.is_eof():
             # All of it has arrived (a small body usually comes with the headers): take it
             # without aiohttp's read loop and copy.
-            data = content.read_nowait()
-            if len(data) > limit:
-                raise PayloadTooLarge(limit)
-            return data
-        declared = self._request.content_length
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(limit)  # refused before any of it is read
+            return content.read_nowait()
         return None
-
-    async def read(self, limit: int) -> bytes:
-        try:
-            return await self._request.read()  # the app's client_max_size is `limit`
-        except web.HTTPRequestEntityTooLarge as exc:
-            raise PayloadTooLarge(limit) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self._request.content.iter_any():
@@ -71,11 +59,12 @@ class HttpBody:
 class HttpRequest(Request):
     """The `Request` of an HTTP call: its path and query string are decoded only when read."""
 
-    def __init__(self, request: web.Request, route: str, request_id: str, max_body_bytes: int,
-                 content_type: str) -> None:
+    def __init__(self, request: web.Request, *, route: str, request_id: str,
+                 max_body_bytes: int, content_type: str) -> None:
         # The headers are aiohttp's, case-insensitive already.
-        super().__init__("http", route, HttpBody(request), max_body_bytes, request_id,
-                         request.headers, content_type)
+        super().__init__(transport="http", route=route, request_id=request_id,
+                         body=HttpBody(request), max_body_bytes=max_body_bytes,
+                         headers=request.headers, content_type=content_type)
         self._http = request
 
     @property
@@ -136,8 +125,9 @@ class Routes:
         async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
             if check_name:
                 self._check_model_name(request)
-            twin = HttpRequest(request, route, request_id, max_body_bytes,
-                               content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
+            twin = HttpRequest(
+                request, route=route, request_id=request_id, max_body_bytes=max_body_bytes,
+                content_type=content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
             result = await call(route, twin)
             if isinstance(result, ChunkStream):
                 return await write_chunks(request, result, request_id, wire)

@@ -54,7 +54,8 @@ def pipeline(model: Any, *, concurrency: int = 4, max_queue: int | None = None,
 
 
 def request(body: bytes) -> Request:
-    return Request("http", "predict", BytesBody(body), 1 << 20, "test-request")
+    return Request(transport="http", route="predict", request_id="test-request",
+                   body=BytesBody(body), max_body_bytes=1 << 20)
 
 
 async def call(pipe: ModelPipeline, body: bytes) -> Any:
