@@ -6,20 +6,17 @@ import asyncio
 import logging
 import signal
 
-from aiohttp import web
-
 from daemon.auth import auth_check
 from daemon.config import Config
 from daemon.engine.core import EngineCore
 from daemon.grpc.server import GrpcServer
-from daemon.http.app import build_app
+from daemon.http.server import HttpServer
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.observe import CallObserver
 
 log = logging.getLogger("twinserve")
 
-_LINGER_SECONDS = 2.0
 # After the drain, what is left (health watches, idle connections) gets this long.
 _CLOSE_GRACE_SECONDS = 1.0
 # After a drain ran out and cancelled the stragglers, how long they may take to unwind.
@@ -40,12 +37,14 @@ class Server:
         self.metrics = metrics
         self.engine = engine
         self._stop = asyncio.Event()
-        self._http: web.AppRunner | None = None
+        observer = CallObserver(metrics)
+        auth = auth_check(config.server.api_key)
+        self._http = HttpServer(pipeline, config, metrics, observer, auth,
+                                close_grace_s=_CLOSE_GRACE_SECONDS)
+        self._grpc = GrpcServer(pipeline, config, observer, auth,
+                                close_grace_s=_CLOSE_GRACE_SECONDS)
         self.http_port: int | None = None
-        self._grpc: GrpcServer | None = None
         self.grpc_port: int | None = None
-        self._observer = CallObserver(metrics)
-        self._auth = auth_check(config.server.api_key)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -95,39 +94,14 @@ class Server:
         await self.pipeline.load()
 
     async def startup(self) -> None:
-        server = self.config.server
-        runner = web.AppRunner(
-            build_app(self.pipeline, self.config, self.metrics, self._observer, self._auth),
-            handler_cancellation=True,  # a client that disconnects cancels its handler at once
-            # A refused body (413) is read and dropped for at most this long, so the client
-            # sees the answer instead of a reset; never buffered.
-            lingering_time=_LINGER_SECONDS,
-            access_log=None,  # ours is CallObserver's, the same for both transports
-            max_line_size=self.config.model.runtime.max_header_bytes,
-            max_field_size=self.config.model.runtime.max_header_bytes,
-            shutdown_timeout=_CLOSE_GRACE_SECONDS,
-        )
-        await runner.setup()
-        await web.TCPSite(runner, server.host, server.http_port).start()
-        self._http = runner
-        self.http_port = _bound_port(runner)
-        self._grpc = GrpcServer(self.pipeline, self.config, self._observer, self._auth)
+        self.http_port = await self._http.start()
         self.grpc_port = await self._grpc.start()
-        log.info("listening http=%s:%s grpc=%s:%s", server.host, self.http_port,
-                 server.host, self.grpc_port)
+        host = self.config.server.host
+        log.info("listening http=%s:%s grpc=%s:%s", host, self.http_port, host, self.grpc_port)
 
     async def shutdown(self) -> None:
-        if self._grpc is not None:
-            await self._grpc.stop(_CLOSE_GRACE_SECONDS)
-            self._grpc = None
-        if self._http is not None:
-            await self._http.cleanup()
-            self._http = None
+        await self._grpc.stop()
+        await self._http.stop()
         if self.engine is not None:
             await self.engine.close()
         self.pipeline.close()
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    address = runner.addresses[0]
-    return int(address[1])

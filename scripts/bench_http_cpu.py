@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from daemon import logs  # noqa: E402
 from daemon.auth import auth_check  # noqa: E402
 from daemon.config import ServerConfig, from_cli  # noqa: E402
-from daemon.http.app import build_app  # noqa: E402
+from daemon.http.server import HttpServer  # noqa: E402
 from daemon.metrics import Metrics  # noqa: E402
 from daemon.model.loader import build_pipeline  # noqa: E402
 from daemon.observe import CallObserver  # noqa: E402
@@ -91,14 +91,14 @@ async def daemon_app(model_dir: Path) -> web.Application:
     metrics = Metrics()
     pipeline = build_pipeline(config, metrics)
     await pipeline.load()
-    return build_app(pipeline, config, metrics, CallObserver(metrics),
-                     auth_check(config.server.api_key))
+    return HttpServer(pipeline, config, metrics, CallObserver(metrics),
+                      auth_check(config.server.api_key), close_grace_s=0).app()
 
 
 async def cpu_per_request(app: web.Application, requests: int,
                           profile: cProfile.Profile | None = None) -> float:
     """Microseconds of process CPU per request, after a warm-up."""
-    # The daemon's own runner settings (daemon/server.py), so both sides run alike.
+    # The daemon's own runner settings (daemon/http/server.py), so both sides run alike.
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     assert runner.server is not None

@@ -24,14 +24,16 @@ _STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 
 
 class GrpcServer:
-    """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` drains it."""
+    """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` closes it,
+    giving calls in flight `close_grace_s` to finish."""
 
     def __init__(self, pipeline: ModelPipeline, config: Config, observer: CallObserver,
-                 auth: AuthCheck | None) -> None:
+                 auth: AuthCheck | None, *, close_grace_s: float) -> None:
         self._pipeline = pipeline
         self._config = config
         self._observer = observer
         self._auth = auth
+        self._close_grace_s = close_grace_s
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
@@ -67,8 +69,8 @@ class GrpcServer:
         self._server = server
         return port
 
-    async def stop(self, grace: float) -> None:
-        """Refuse new calls, let in-flight ones finish for up to `grace` seconds, then cancel."""
+    async def stop(self) -> None:
+        """Refuse new calls, let calls in flight finish for up to the grace, then cancel."""
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(self._close_grace_s)
             self._server = None
