@@ -29,7 +29,9 @@ class ApiKeyCheck:
         if offered is None:
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>' or "
                                   "'x-api-key: <key>'")
-        if not hmac.compare_digest(offered.encode(), self._key):
+        # surrogateescape: a header with bytes that are not UTF-8 (aiohttp keeps them as
+        # surrogates) is a wrong key like any other, not an encoding error.
+        if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), self._key):
             raise Unauthenticated("invalid API key")
 
 

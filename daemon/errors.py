@@ -95,6 +95,14 @@ class ModelError(TwinserveError):
 
     kind = "model_error"
 
+    @classmethod
+    def unexpected(cls, what: str) -> ModelError:
+        """`what` raised an exception nobody meant for the client: its text may hold
+        anything (a path, a connection string with its password), so the client gets only
+        this, and the request id the error carries finds the traceback in the log."""
+        return cls(f"{what} failed with an unexpected error; the server log has the details "
+                   "under this request's id")
+
 
 class ModelDefinitionError(TwinserveError):
     kind = "model_definition_error"

@@ -180,8 +180,7 @@ class EngineCore:
             it.cancel()
             log.error("%s backend failed on request %s", self.backend.name, request.request_id,
                       exc_info=exc)
-            it._queue.put_nowait(
-                ModelError(f"{self.backend.name} backend failed: {type(exc).__name__}: {exc}"))
+            it._queue.put_nowait(ModelError.unexpected(f"the {self.backend.name} backend"))
         finally:
             unregister()
             self._live.discard(it)

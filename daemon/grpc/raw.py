@@ -16,6 +16,7 @@ import grpc
 from daemon import codec
 from daemon.errors import InvalidInput
 from daemon.grpc.errors import Refused
+from daemon.grpc.messages import Malformed
 from daemon.model.streams import ChunkStream
 from daemon.request import Response
 from twinserve_wire.codes import code_for_status
@@ -36,7 +37,8 @@ class UploadBody:
 
     __slots__ = ("_first", "_rest")
 
-    def __init__(self, first: UploadRequest, rest: AsyncIterator[UploadRequest]) -> None:
+    def __init__(self, first: UploadRequest,
+                 rest: AsyncIterator[UploadRequest | Malformed]) -> None:
         self._first: UploadRequest | None = first
         self._rest = rest
 
@@ -44,6 +46,7 @@ class UploadBody:
         return None  # the messages after the first are pulled off the call as they are read
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        message: UploadRequest | Malformed | None
         message, self._first = self._first, None
         while message is not None:
             if message.data:
@@ -51,6 +54,8 @@ class UploadBody:
             if message.last:
                 return
             message = await anext(self._rest, None)
+            if isinstance(message, Malformed):
+                raise message.error()
         # grpc.aio ends the iterator the same way for a client's cancel as for its
         # half-close; the cancel reaches this task right after. Never pass a broken-off
         # upload to the model as a complete short body.

@@ -9,6 +9,7 @@ from grpc_reflection.v1alpha import reflection
 
 from daemon.auth import AuthCheck
 from daemon.config import Config
+from daemon.grpc.auth import ApiKeyInterceptor
 from daemon.grpc.health import HealthServicer
 from daemon.grpc.servicer import ModelServicer
 from daemon.model.pipeline import ModelPipeline
@@ -38,7 +39,9 @@ class GrpcServer:
 
     async def start(self) -> int:
         max_body = self._config.model.runtime.max_request_bytes
-        server = grpc.aio.server(options=[
+        # The key is checked as a call arrives, before its message is read (grpc/auth.py).
+        interceptors = [ApiKeyInterceptor(self._auth, self._observer)] if self._auth else []
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", max_body + _ENVELOPE_BYTES),
             # The same limit for gRPC metadata as for an HTTP header; soft = hard, so every
             # call over it is refused rather than some of them.
@@ -54,7 +57,7 @@ class GrpcServer:
             ("grpc.http2.bdp_probe", 0),
             ("grpc.http2.lookahead_bytes", _STREAM_WINDOW_BYTES),
         ])
-        handlers = ModelServicer(self._pipeline, max_body, self._observer, self._auth).handlers()
+        handlers = ModelServicer(self._pipeline, max_body, self._observer).handlers()
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
         # Registered methods skip grpc's per-call generic handler lookup.

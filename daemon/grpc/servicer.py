@@ -13,19 +13,19 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
 
 from daemon import codec
-from daemon.auth import AuthCheck
 from daemon.errors import TwinserveError
 from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
+from daemon.grpc.messages import Malformed, parser
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
-from daemon.observe import CallObserver
+from daemon.observe import UNMATCHED, CallObserver
 from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
@@ -51,45 +51,47 @@ Reply = Callable[[Request, Any], Awaitable[T]]
 class ModelServicer:
     """The handlers of twinserve.v1.ModelService, bound to one pipeline."""
 
-    def __init__(self, pipeline: ModelPipeline, max_body_bytes: int, observer: CallObserver,
-                 auth: AuthCheck | None) -> None:
+    def __init__(self, pipeline: ModelPipeline, max_body_bytes: int,
+                 observer: CallObserver) -> None:
         self._pipeline = pipeline
         self._max_body_bytes = max_body_bytes
         self._observer = observer
-        self._auth = auth
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         return {
             service.PREDICT: grpc.unary_unary_rpc_method_handler(
                 self.predict,
-                request_deserializer=PredictRequest.FromString,
+                request_deserializer=parser(PredictRequest),
                 response_serializer=PredictResponse.SerializeToString,
             ),
             service.PREDICT_STREAM: grpc.unary_stream_rpc_method_handler(
                 self.predict_stream,
-                request_deserializer=PredictStreamRequest.FromString,
+                request_deserializer=parser(PredictStreamRequest),
                 response_serializer=PredictStreamResponse.SerializeToString,
             ),
             service.INVOKE: grpc.unary_unary_rpc_method_handler(
                 self.invoke,
-                request_deserializer=InvokeRequest.FromString,
+                request_deserializer=parser(InvokeRequest),
                 response_serializer=InvokeResponse.SerializeToString,
             ),
             service.INVOKE_STREAM: grpc.unary_stream_rpc_method_handler(
                 self.invoke_stream,
-                request_deserializer=InvokeRequest.FromString,
+                request_deserializer=parser(InvokeRequest),
                 response_serializer=InvokeResponse.SerializeToString,
             ),
             service.UPLOAD: grpc.stream_unary_rpc_method_handler(
                 self.upload,
-                request_deserializer=UploadRequest.FromString,
+                request_deserializer=parser(UploadRequest),
                 response_serializer=InvokeResponse.SerializeToString,
             ),
         }
 
     # -- the RPCs ---------------------------------------------------------------------------
 
-    async def predict(self, message: PredictRequest, context: Context) -> PredictResponse:
+    async def predict(self, message: PredictRequest | Malformed,
+                      context: Context) -> PredictResponse:
+        if isinstance(message, Malformed):
+            return await self._refuse_malformed(message, context)
         request = self._to_request(context, message.route, BytesBody(message.json))
 
         async def reply(request: Request, result: Any) -> PredictResponse:
@@ -98,7 +100,11 @@ class ModelServicer:
 
         return await self._serve(request, context, reply)
 
-    async def predict_stream(self, message: PredictStreamRequest, context: Context) -> None:
+    async def predict_stream(self, message: PredictStreamRequest | Malformed,
+                             context: Context) -> None:
+        if isinstance(message, Malformed):
+            await self._refuse_malformed(message, context)
+            return
         request = self._to_request(context, message.route, BytesBody(message.json))
 
         def single(route: str, result: Any) -> PredictStreamResponse:
@@ -106,7 +112,9 @@ class ModelServicer:
 
         await self._serve(request, context, _stream_reply(context, single, _chunk_message))
 
-    async def invoke(self, message: InvokeRequest, context: Context) -> InvokeResponse:
+    async def invoke(self, message: InvokeRequest | Malformed, context: Context) -> InvokeResponse:
+        if isinstance(message, Malformed):
+            return await self._refuse_malformed(message, context)
         request = self._to_request(context, message.route, BytesBody(message.data),
                                    message.content_type)
 
@@ -116,17 +124,23 @@ class ModelServicer:
 
         return await self._serve(request, context, reply)
 
-    async def invoke_stream(self, message: InvokeRequest, context: Context) -> None:
+    async def invoke_stream(self, message: InvokeRequest | Malformed,
+                            context: Context) -> None:
+        if isinstance(message, Malformed):
+            await self._refuse_malformed(message, context)
+            return
         request = self._to_request(context, message.route, BytesBody(message.data),
                                    message.content_type)
         await self._serve(request, context,
                           _stream_reply(context, raw.response_for, raw.chunk_response))
 
-    async def upload(self, messages: AsyncIterator[UploadRequest],
+    async def upload(self, messages: AsyncIterator[UploadRequest | Malformed],
                      context: Context) -> InvokeResponse:
         rest = aiter(messages)
         # No message at all is a broken-off upload too: UploadBody finds no `last`.
         first = await anext(rest, None) or UploadRequest()
+        if isinstance(first, Malformed):
+            return await self._refuse_malformed(first, context)
         request = self._to_request(context, first.route, raw.UploadBody(first, rest),
                                    first.content_type)
 
@@ -143,8 +157,6 @@ class ModelServicer:
         started = time.perf_counter()
         # Aborts stay outside the try: context.abort() raises AbortError, an Exception.
         try:
-            if self._auth is not None:
-                self._auth(request.headers)
             result = await self._pipeline.call(request.route, request)
             answer = await reply(request, result)
         except asyncio.CancelledError:
@@ -161,6 +173,13 @@ class ModelServicer:
             await errors.abort_internal(context, request.request_id)
         self._done(request, started, grpc.StatusCode.OK)
         return answer
+
+    async def _refuse_malformed(self, message: Malformed, context: Context) -> NoReturn:
+        """A message that does not parse: INVALID_ARGUMENT, counted and logged like any
+        refusal (grpc.aio's own answer would be UNKNOWN, with the parser's words)."""
+        request = self._to_request(context, UNMATCHED, BytesBody(b""))
+        self._done(request, time.perf_counter(), grpc.StatusCode.INVALID_ARGUMENT)
+        await errors.abort(context, message.error(), request.request_id)
 
     def _done(self, request: Request, started: float, code: grpc.StatusCode) -> None:
         self._observer.finished("grpc", request.route, code.name, started, request.request_id)

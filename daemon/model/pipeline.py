@@ -121,9 +121,11 @@ class ModelPipeline:
         try:
             healthy = await is_healthy() if inspect.iscoroutinefunction(is_healthy) \
                 else await self.run_sync(is_healthy)
-        except Exception as exc:
-            log.warning("is_healthy raised %s: %s", type(exc).__name__, exc)
-            return f"is_healthy raised {type(exc).__name__}: {exc}"
+        except Exception:
+            # The exception's text may hold secrets, and readiness needs no key: the log
+            # gets the traceback, the probe only the fact.
+            log.warning("is_healthy raised; reporting not ready", exc_info=True)
+            return "model reports unhealthy (is_healthy raised; see the server log)"
         if healthy is False:
             return "model reports unhealthy (is_healthy returned False)"
         return None

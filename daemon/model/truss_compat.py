@@ -51,4 +51,4 @@ def model_error(method: str, exc: BaseException, request: Request) -> TwinserveE
         return ModelError(message)
     log.error("%s raised while handling request %s", method, request.request_id,
               exc_info=(type(exc), exc, exc.__traceback__))
-    return ModelError(f"{method} raised {type(exc).__name__}: {exc}")
+    return ModelError.unexpected(method)
