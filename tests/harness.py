@@ -1,4 +1,7 @@
-"""Start the real daemon as a subprocess on free loopback ports, for tests and benchmarks."""
+"""Start the real daemon as a subprocess on free loopback ports, for tests and benchmarks.
+
+Tests get theirs from the fixtures in conftest.py (`start_daemon`, `start_daemon_per_test`,
+`daemons`), which stop them; scripts/ build `DaemonProcess` directly."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -137,9 +140,3 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def serve(process: DaemonProcess, timeout: float = 120.0) -> Iterator[DaemonProcess]:
-    """For module fixtures: yield the ready daemon, stop it afterwards."""
-    with process:
-        yield process.wait_ready(timeout=timeout)

@@ -20,10 +20,8 @@ from clients import (
     HttpClient,
     TwinserveError,
 )
+from tests.conftest import Daemons
 from tests.harness import MODELS, DaemonProcess
-from tests.transports import Daemons, daemons
-
-__all__ = ["daemons"]  # the fixture used here
 
 USER = [{"role": "user", "content": "one two three"}]
 CHAT = {"model": "m", "messages": USER, "max_tokens": 4, "temperature": 0}

@@ -17,22 +17,22 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients import GrpcClient, HttpClient, TwinserveError
+from tests.conftest import StartDaemon
 from tests.grpc.test_health import Health
 from tests.harness import MODELS, DaemonProcess, copy_model
 from tests.scrape import metric, wait_for_metric
-from tests.transports import TRANSPORTS, connect
+from tests.transports import TRANSPORTS, connect, wait_until_calls_run_alone
 
 KEY = "s3cret-key"
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def limited(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     """One slot, one queue place, 1.5 s per call, an API key, and a 2 KiB header limit."""
     root = copy_model(tmp_path_factory.mktemp("limited"), MODELS / "concurrency",
                      "model_name: limited\nruntime:\n  predict_concurrency: 1\n  max_queue: 1\n"
                      "  request_timeout_s: 1.5\n  max_header_bytes: 2048\n")
-    with DaemonProcess(root, env={"TWINSERVE_API_KEY": KEY}) as daemon:
-        yield daemon.wait_ready()
+    return start_daemon(root, env={"TWINSERVE_API_KEY": KEY})
 
 
 @pytest.fixture
@@ -113,25 +113,25 @@ def test_request_timeout_is_deadline_exceeded(limited: DaemonProcess, transport:
     assert err.code == "DEADLINE_EXCEEDED"
     assert err.message == "request exceeded runtime.request_timeout_s (1.5s)"
     assert time.monotonic() - started < 2.5
-    time.sleep(1.6)  # the sync predict's thread runs on; let it free the slot
+    # the sync predict's thread runs on; let it end and free the slot
+    wait_until_calls_run_alone(client(limited, transport))
 
 
-def test_request_timeout_is_504_over_http(limited: DaemonProcess) -> None:
+def test_request_timeout_is_504_over_http(limited: DaemonProcess, client: Any) -> None:
     response = httpx.post(f"{limited.http_url}/predict", json={"sleep": 3},
                           headers={"x-api-key": KEY}, timeout=10)
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout_error"
-    time.sleep(1.6)
+    wait_until_calls_run_alone(client(limited, "http"))
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def engine(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     root = tmp_path_factory.mktemp("engine")
     (root / "config.yaml").write_text(
         "model_name: engine\nengine:\n  backend: simulated\n  token_delay_ms: 20\n"
         "runtime:\n  predict_concurrency: 8\n  request_timeout_s: 0.5\n")
-    with DaemonProcess(root) as daemon:
-        yield daemon.wait_ready()
+    return start_daemon(root)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -242,14 +242,14 @@ def test_invented_routes_and_paths_share_one_metric_label(limited: DaemonProcess
     assert "made-up" not in text
 
 
-def test_json_logs_without_access_log(tmp_path: Path) -> None:
+def test_json_logs_without_access_log(start_daemon_per_test: StartDaemon,
+                                      tmp_path: Path) -> None:
     root = copy_model(tmp_path, MODELS / "errors",
                       "server:\n  log_format: json\n  access_log: false\n")
-    with DaemonProcess(root) as daemon:
-        daemon.wait_ready()
-        httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
-                   headers={"x-request-id": "json-1"})
-        daemon.stop()
+    daemon = start_daemon_per_test(root)
+    httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
+               headers={"x-request-id": "json-1"})
+    daemon.stop()
     entries = [json.loads(line) for line in daemon.log_lines if line.startswith("{")]
     assert entries and len(entries) == len([line for line in daemon.log_lines if line.strip()
                                             and not line.startswith((" ", "Traceback"))])
@@ -258,19 +258,19 @@ def test_json_logs_without_access_log(tmp_path: Path) -> None:
     assert not any(e["logger"] == "twinserve.access" for e in entries)
 
 
-def test_json_access_log_in_order_on_both_transports(tmp_path: Path) -> None:
+def test_json_access_log_in_order_on_both_transports(start_daemon_per_test: StartDaemon,
+                                                     tmp_path: Path) -> None:
     """Access lines are batched, yet each comes after what its call logged, and all are
     written by the time the daemon exits."""
     root = copy_model(tmp_path, MODELS / "errors", "server:\n  log_format: json\n")
-    with DaemonProcess(root) as daemon:
-        daemon.wait_ready()
-        httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
-                   headers={"x-request-id": "json-http"})
-        with GrpcClient(daemon.grpc_target, headers={"x-request-id": "json-grpc"}) as grpc_client:
-            for n in range(50):
-                assert grpc_client.predict({"n": n}) == {"ok": True}
-        daemon.wait_for_log('"json-grpc"', "twinserve.access")
-        daemon.stop()
+    daemon = start_daemon_per_test(root)
+    httpx.post(f"{daemon.http_url}/predict", json={"raise": "value_error"},
+               headers={"x-request-id": "json-http"})
+    with GrpcClient(daemon.grpc_target, headers={"x-request-id": "json-grpc"}) as grpc_client:
+        for n in range(50):
+            assert grpc_client.predict({"n": n}) == {"ok": True}
+    daemon.wait_for_log('"json-grpc"', "twinserve.access")
+    daemon.stop()
     entries = [json.loads(line) for line in daemon.log_lines if line.startswith("{")]
     access = [e for e in entries if e["logger"] == "twinserve.access"]
     http_line = next(e for e in access if e["request_id"] == "json-http")
@@ -302,14 +302,15 @@ def _stream_model(tmp_path: Path, drain_timeout: float) -> Path:
                      f"runtime:\n  predict_concurrency: 4\n  drain_timeout_s: {drain_timeout}\n")
 
 
-def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path: Path) -> None:
-    daemon = DaemonProcess(_stream_model(tmp_path, 10)).wait_ready()
+def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(
+        start_daemon_per_test: StartDaemon, tmp_path: Path) -> None:
+    daemon = start_daemon_per_test(_stream_model(tmp_path, 10))
     http, rpc = HttpClient(daemon.http_url), GrpcClient(daemon.grpc_target)
     try:
         in_flight = http.predict_stream({"mode": "async", "kind": "json", "n": 8, "delay": 0.1})
         assert next(in_flight) == {"i": 0}
         daemon.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        daemon.wait_for_log("draining:")  # logged once the daemon refuses new calls
         ready = httpx.get(f"{daemon.http_url}/health/ready")
         assert ready.status_code == 503 and "draining" in ready.json()["error"]["message"]
         assert error_of(http.predict, {"mode": "value"}).code == "UNAVAILABLE"
@@ -322,11 +323,11 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path: Path) -> 
     finally:
         http.close()
         rpc.close()
-        daemon.stop()
 
 
-def test_drain_timeout_cancels_what_is_left(tmp_path: Path) -> None:
-    daemon = DaemonProcess(_stream_model(tmp_path, 0.5)).wait_ready()
+def test_drain_timeout_cancels_what_is_left(start_daemon_per_test: StartDaemon,
+                                            tmp_path: Path) -> None:
+    daemon = start_daemon_per_test(_stream_model(tmp_path, 0.5))
     rpc = GrpcClient(daemon.grpc_target)
     try:
         endless = rpc.predict_stream({"mode": "async", "kind": "json", "n": 1000, "delay": 0.05})
@@ -340,7 +341,6 @@ def test_drain_timeout_cancels_what_is_left(tmp_path: Path) -> None:
         assert "drain timeout: cancelling 1 call(s)" in daemon.log
     finally:
         rpc.close()
-        daemon.stop()
 
 
 def test_reading_a_metric_that_does_not_exist_fails(limited: DaemonProcess) -> None:

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from clients import AsyncGrpcClient, AsyncHttpClient, TwinserveError
+from tests.conftest import Daemons, StartDaemon
 from tests.harness import EXAMPLES, MODELS
-from tests.transports import TRANSPORTS, Client, Daemons, client_for, connect, daemons, transport
-
-__all__ = ["client_for", "daemons", "transport"]  # fixtures used here
+from tests.transports import TRANSPORTS, Client, connect, wait_until_calls_run_alone
 
 
 def error_of(fn: Any, *args: Any) -> TwinserveError:
@@ -247,7 +246,8 @@ def test_timeout_is_deadline_exceeded(client_for: Any) -> None:
     client = client_for(MODELS / "concurrency", timeout=0.3)
     err = error_of(client.predict, {"sleep": 1.0})
     assert err.code == "DEADLINE_EXCEEDED"
-    time.sleep(0.8)  # let the abandoned sleep end before the next test counts overlaps
+    # the abandoned sleep runs on in its thread: let it end before the next test counts overlaps
+    wait_until_calls_run_alone(client)
     assert "thread" in client.predict({"sleep": 0})
 
 
@@ -268,19 +268,18 @@ def test_concurrency_limit_is_shared_by_both_transports(daemons: Daemons) -> Non
             client.close()
 
 
-def test_not_ready_while_loading(daemons: Daemons, transport: str, tmp_path: Path) -> None:
+def test_not_ready_while_loading(start_daemon_per_test: StartDaemon, transport: str,
+                                 tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    from tests.harness import DaemonProcess
-
-    with DaemonProcess(MODELS / "lifecycle", env={"LIFECYCLE_LOAD_GATE": str(gate)}) as daemon:
-        daemon.wait_listening()
-        client = connect(daemon, transport)
-        err = error_of(client.predict, {})
-        assert (err.code, err.message) == ("UNAVAILABLE", "model is loading")
-        gate.touch()
-        daemon.wait_ready()
-        assert client.predict({}) == {"healthy": True}
-        client.close()
+    daemon = start_daemon_per_test(MODELS / "lifecycle", wait="listening",
+                                   env={"LIFECYCLE_LOAD_GATE": str(gate)})
+    client = connect(daemon, transport)
+    err = error_of(client.predict, {})
+    assert (err.code, err.message) == ("UNAVAILABLE", "model is loading")
+    gate.touch()
+    daemon.wait_ready()
+    assert client.predict({}) == {"healthy": True}
+    client.close()
 
 
 # -- async clients ----------------------------------------------------------------------------

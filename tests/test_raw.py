@@ -17,11 +17,9 @@ import msgpack
 import pytest
 
 from clients import AsyncGrpcClient, AsyncHttpClient, RawResponse, TwinserveError
+from tests.conftest import Daemons
 from tests.harness import EXAMPLES, MODELS
-from tests.transports import Daemons, client_for, daemons, transport
 from twinserve_wire.proto.v1.tensors_pb2 import Tensor, TensorBatch, TensorBatchStats
-
-__all__ = ["client_for", "daemons", "transport"]  # fixtures used here
 
 PROTOBUF = "application/x-protobuf"
 

@@ -1,12 +1,11 @@
-"""Clients per transport and per-module daemons, shared by the parity and gRPC suites."""
+"""One client interface over both transports, for the parity, gRPC and hardening suites;
+the fixtures that use it (`transport`, `client_for`) are in conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping
-from pathlib import Path
+import time
+from collections.abc import Generator
 from typing import Any, Protocol
-
-import pytest
 
 from clients import GrpcClient, HttpClient
 from tests.harness import DaemonProcess
@@ -26,40 +25,18 @@ def connect(daemon: DaemonProcess, transport: str, **options: Any) -> Client:
     return GrpcClient(daemon.grpc_target, **options)
 
 
-Daemons = Callable[..., DaemonProcess]
-
-
-@pytest.fixture(scope="module")
-def daemons() -> Iterator[Daemons]:
-    """One ready daemon per model directory for the whole test module, started on first use."""
-    started: dict[tuple[Path, tuple[tuple[str, str], ...]], DaemonProcess] = {}
-
-    def get(model_dir: Path, env: Mapping[str, str] | None = None) -> DaemonProcess:
-        key = (model_dir, tuple(sorted((env or {}).items())))
-        if key not in started:
-            started[key] = DaemonProcess(model_dir, env=env).wait_ready()
-        return started[key]
-
-    yield get
-    for daemon in started.values():
-        daemon.stop()
-
-
-@pytest.fixture
-def client_for(daemons: Daemons, transport: str) -> Iterator[Any]:
-    """Open clients for model directories over this test's transport; closed afterwards."""
-    opened: list[Client] = []
-
-    def open_client(model: Path, **options: Any) -> Client:
-        client = connect(daemons(model), transport, **options)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        client.close()
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def wait_until_calls_run_alone(client: Client, timeout: float = 10.0) -> None:
+    """For tests/models/concurrency: wait until a call runs with no other call still in the
+    model, e.g. a sync predict whose caller gave up (a time limit, a client leaving) and
+    whose thread sleeps on. Probes with a call between two peak reports; resets the peak."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.predict({"report": True})  # reset the peak
+        client.predict({"sleep": 0})
+        peak = client.predict({"report": True})["peak"]
+        if peak == 1:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"calls still overlap in the model after {timeout}s "
+                                 f"(peak {peak})")
+        time.sleep(0.05)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import StartDaemon
 from tests.harness import MODELS, REPO, DaemonProcess
 
 
 @pytest.fixture(scope="module")
-def streaming() -> Iterator[DaemonProcess]:
-    with DaemonProcess(MODELS / "streaming") as daemon:
-        yield daemon.wait_ready()
+def streaming(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "streaming")
 
 
 def call(*args: str) -> subprocess.CompletedProcess[str]:

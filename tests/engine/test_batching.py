@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from clients import TwinserveError
-from tests.harness import DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import DaemonProcess
 from tests.transports import TRANSPORTS, connect
 
 pytest.importorskip("transformers", reason="the hf backend needs the `hf` extra")
@@ -25,8 +25,8 @@ WAIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(None), timeout=300)
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(None, timeout=300)
 
 
 def sample(daemon: DaemonProcess, name: str) -> float:

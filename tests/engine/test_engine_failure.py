@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from clients import TwinserveError
+from tests.conftest import StartDaemon
 from tests.engine.test_batching import WAIT_S, batch_size, wait_for_batch
-from tests.harness import MODELS, DaemonProcess, serve
+from tests.harness import MODELS, DaemonProcess
 from tests.transports import connect
 
 pytest.importorskip("transformers", reason="the hf backend needs the `hf` extra")
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(MODELS / "engine_fault"), timeout=300)
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "engine_fault", timeout=300)
 
 
 def test_a_failing_step_fails_the_batch_and_the_engine_recovers(daemon: DaemonProcess) -> None:

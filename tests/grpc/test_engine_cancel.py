@@ -4,13 +4,13 @@ predict and on the /v1 routes' streams."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 
 from clients import AsyncGrpcClient, GrpcClient, TwinserveError
+from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess
 from tests.scrape import assert_backend_stopped, metric, wait_for_metric
 from twinserve_wire import service
@@ -20,9 +20,8 @@ LONG = {"prompt": "x", "max_tokens": 10_000}
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    with DaemonProcess(MODELS / "engine_simulated") as process:
-        yield process.wait_ready(timeout=120)
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "engine_simulated")
 
 
 def test_streaming_cancel_stops_the_backend(daemon: DaemonProcess) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients import GrpcClient
+from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess
 from twinserve_wire.service import SERVICE_NAME
 
@@ -53,27 +53,27 @@ def wait_for(fn: object, want: object, timeout: float = 10.0) -> None:
     raise AssertionError(f"never got {want!r}")
 
 
-def test_not_serving_while_loading_then_serving(tmp_path: Path) -> None:
+def test_not_serving_while_loading_then_serving(start_daemon_per_test: StartDaemon,
+                                                tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    with DaemonProcess(MODELS / "lifecycle", env={"LIFECYCLE_LOAD_GATE": str(gate)}) as daemon:
-        daemon.wait_listening()
-        health = Health(daemon.grpc_target)
-        assert health.check() == NOT_SERVING
-        assert health.check(SERVICE_NAME) == NOT_SERVING
-        watch = health.watch()
-        assert next(watch).status == NOT_SERVING
-        gate.touch()
-        assert next(watch).status == SERVING
-        watch.cancel()
-        assert health.check() == SERVING
-        assert health.check(SERVICE_NAME) == SERVING
-        health.channel.close()
+    daemon = start_daemon_per_test(MODELS / "lifecycle", wait="listening",
+                                   env={"LIFECYCLE_LOAD_GATE": str(gate)})
+    health = Health(daemon.grpc_target)
+    assert health.check() == NOT_SERVING
+    assert health.check(SERVICE_NAME) == NOT_SERVING
+    watch = health.watch()
+    assert next(watch).status == NOT_SERVING
+    gate.touch()
+    assert next(watch).status == SERVING
+    watch.cancel()
+    assert health.check() == SERVING
+    assert health.check(SERVICE_NAME) == SERVING
+    health.channel.close()
 
 
 @pytest.fixture(scope="module")
-def lifecycle() -> Iterator[DaemonProcess]:
-    with DaemonProcess(MODELS / "lifecycle") as daemon:
-        yield daemon.wait_ready()
+def lifecycle(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "lifecycle")
 
 
 def test_unhealthy_model_is_not_serving(lifecycle: DaemonProcess) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess, copy_model
+from tests.scrape import wait_for_metric
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import InvokeRequest, InvokeResponse, UploadRequest
 
@@ -169,7 +170,8 @@ def test_upload_over_the_limit_is_resource_exhausted(start_daemon: StartDaemon,
         assert json.loads(ok.data)["bytes"] == 1000
 
 
-def test_client_cancelling_mid_upload_cancels_the_model(to_upload: Stubs) -> None:
+def test_client_cancelling_mid_upload_cancels_the_model(upload: DaemonProcess,
+                                                        to_upload: Stubs) -> None:
     def aborted() -> int:
         answer = to_upload.invoke(InvokeRequest(), metadata=(("x-report", "1"),))
         count: int = json.loads(answer.data)["aborted"]
@@ -188,7 +190,8 @@ def test_client_cancelling_mid_upload_cancels_the_model(to_upload: Stubs) -> Non
     call = to_upload.upload.future(messages())
     try:
         assert sent.wait(5)
-        time.sleep(0.2)  # the model is now waiting for the next piece
+        # the call is in the model, which is now waiting for the next piece
+        wait_for_metric(upload, "twinserve_in_flight", 1, 5)
         call.cancel()
     finally:
         release.set()

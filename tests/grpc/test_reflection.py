@@ -11,16 +11,15 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.harness import EXAMPLES, DaemonProcess
+from tests.conftest import StartDaemon
+from tests.harness import EXAMPLES
 from twinserve_wire.service import SERVICE_NAME
 
 
 @pytest.fixture(scope="module")
-def channel() -> Iterator[grpc.Channel]:
-    with DaemonProcess(EXAMPLES / "echo") as daemon:
-        daemon.wait_ready()
-        with grpc.insecure_channel(daemon.grpc_target) as chan:
-            yield chan
+def channel(start_daemon: StartDaemon) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(start_daemon(EXAMPLES / "echo").grpc_target) as chan:
+        yield chan
 
 
 def test_lists_services(channel: grpc.Channel) -> None:

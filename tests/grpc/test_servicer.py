@@ -9,15 +9,15 @@ import grpc
 import httpx
 import pytest
 
+from tests.conftest import StartDaemon
 from tests.harness import EXAMPLES, MODELS, DaemonProcess
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import PredictRequest, PredictResponse
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[DaemonProcess]:
-    with DaemonProcess(EXAMPLES / "echo") as daemon:
-        yield daemon.wait_ready()
+def echo(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(EXAMPLES / "echo")
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_unknown_method_is_unimplemented(echo: DaemonProcess) -> None:
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_binary_metadata_is_left_out_of_headers() -> None:
-    with DaemonProcess(MODELS / "raw_request") as daemon, \
-            grpc.insecure_channel(daemon.wait_ready().grpc_target) as channel:
+def test_binary_metadata_is_left_out_of_headers(start_daemon_per_test: StartDaemon) -> None:
+    daemon = start_daemon_per_test(MODELS / "raw_request")
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
         predict = channel.unary_unary(service.method_path(service.PREDICT),
                                       request_serializer=PredictRequest.SerializeToString,
                                       response_deserializer=PredictResponse.FromString)

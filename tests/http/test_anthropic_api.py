@@ -11,15 +11,16 @@ import anthropic
 import httpx
 import pytest
 
-from tests.harness import MODELS, DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import MODELS, DaemonProcess
 from tests.scrape import assert_backend_stopped, metric
 
 USER: list[Any] = [{"role": "user", "content": "one two three"}]
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(MODELS / "engine_simulated"))
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "engine_simulated")
 
 
 @pytest.fixture

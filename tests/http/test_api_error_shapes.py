@@ -4,7 +4,6 @@ through a real daemon for the limits a /v1 client can hit (413, 429 + Retry-Afte
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -26,7 +25,8 @@ from daemon.errors import (
 )
 from daemon.http import formats
 from daemon.http.errors import error_payload, status_for
-from tests.harness import DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import DaemonProcess
 
 # error, status, OpenAI (type, code), Anthropic type
 TABLE: list[tuple[TwinserveError, int, tuple[str, str | None], str]] = [
@@ -65,13 +65,13 @@ LONG = {"messages": USER, "max_tokens": 10_000}
 
 
 @pytest.fixture(scope="module")
-def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def tight(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     root = tmp_path_factory.mktemp("tight")
     (root / "config.yaml").write_text(
         "model_name: tight\nengine:\n  backend: simulated\n  token_delay_ms: 20\n"
         "runtime:\n  predict_concurrency: 1\n  max_queue: 0\n  request_timeout_s: 1\n"
         "  max_request_bytes: 4096\n")
-    yield from serve(DaemonProcess(root))
+    return start_daemon(root)
 
 
 def test_body_over_the_limit_is_413(tight: DaemonProcess) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess, copy_model
+from tests.scrape import wait_for_metric
 
 MiB = 1024 * 1024
 
@@ -121,7 +122,7 @@ def test_client_leaving_mid_upload_cancels_the_handler(upload: DaemonProcess) ->
     with socket.create_connection(("127.0.0.1", upload.http_port)) as sock:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
         sock.sendall(b"y" * 100_000)
-        time.sleep(0.2)
+        wait_for_metric(upload, "twinserve_in_flight", 1, 5)  # the handler is reading the body
     deadline = time.monotonic() + 5
     while aborted() == before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -15,7 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.harness import DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import DaemonProcess
 from tests.scrape import wait_for_metric
 
 pytest.importorskip("transformers", reason="the embedded models need the `hf` extra")
@@ -24,8 +25,8 @@ FRANCE: list[Any] = [{"role": "user", "content": "What is the capital of France?
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(None))
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(None)
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from tests.harness import DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import DaemonProcess
 
 pytest.importorskip("transformers", reason="the embedded model needs the `hf` extra")
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(None))  # first run ever converts the GGUF (~35 s)
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(None)  # first run ever converts the GGUF (~35 s)
 
 
 def test_answers_a_real_prompt(daemon: DaemonProcess) -> None:

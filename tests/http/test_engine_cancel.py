@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.harness import MODELS, DaemonProcess, serve
+from tests.conftest import StartDaemon
+from tests.harness import MODELS, DaemonProcess
 from tests.scrape import assert_backend_stopped, metric
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    yield from serve(DaemonProcess(MODELS / "engine_simulated"))
+def daemon(start_daemon: StartDaemon) -> DaemonProcess:
+    return start_daemon(MODELS / "engine_simulated")
 
 
 def test_unary_answer(daemon: DaemonProcess) -> None:
@@ -78,9 +78,9 @@ def test_daemon_keeps_serving_after_disconnects(daemon: DaemonProcess) -> None:
     assert reply.status_code == 200 and len(reply.text.split()) == 2
 
 
-def test_custom_model_receives_the_engine() -> None:
-    for process in serve(DaemonProcess(MODELS / "engine_custom")):
-        reply = httpx.post(f"{process.http_url}/predict",
-                           json={"prompt": "x", "max_tokens": 2}, timeout=10)
-        assert reply.status_code == 200
-        assert len(reply.json()["shouted"].split()) == 2 and reply.json()["shouted"].isupper()
+def test_custom_model_receives_the_engine(start_daemon_per_test: StartDaemon) -> None:
+    process = start_daemon_per_test(MODELS / "engine_custom")
+    reply = httpx.post(f"{process.http_url}/predict",
+                       json={"prompt": "x", "max_tokens": 2}, timeout=10)
+    assert reply.status_code == 200
+    assert len(reply.json()["shouted"].split()) == 2 and reply.json()["shouted"].isupper()
