@@ -49,13 +49,23 @@ _TRUSS_RUNTIME_KEYS = frozenset(
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
+    """The `runtime:` section. Every limit a client could otherwise push without bound has a
+    default here; the README's table says what each does on both transports."""
+
     predict_concurrency: int = 1
-    max_queue: int | None = None  # waiting calls beyond predict_concurrency; None: unbounded
+    max_queue: int | None = 256  # waiting calls beyond predict_concurrency; None: unbounded
     queue_timeout_s: float | None = None
     request_timeout_s: float | None = None  # whole call, streaming included; None: no limit
     max_request_bytes: int = 64 * MiB
     max_header_bytes: int = 16 * 1024  # one HTTP header line / all gRPC metadata
     drain_timeout_s: float = 30.0  # on SIGTERM: in-flight calls may finish for this long
+    # A connection with no call in progress (idle between calls, or still sending its first
+    # call's headers) is closed after this long.
+    idle_timeout_s: float | None = 30.0
+    body_idle_timeout_s: float | None = 30.0  # a body that sends nothing for this long: 408
+    body_timeout_s: float | None = 300.0  # a whole body taking longer than this to arrive: 408
+    # A stream the client stops reading: the call ends once one chunk has waited this long.
+    write_timeout_s: float | None = 60.0
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
@@ -178,12 +188,16 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
             raise ConfigError(f"runtime.{key}: unknown key")
     return RuntimeConfig(
         predict_concurrency=_positive_int(raw, "runtime.predict_concurrency", 1),
-        max_queue=_optional_count(raw, "runtime.max_queue"),
+        max_queue=_optional_count(raw, "runtime.max_queue", 256),
         queue_timeout_s=_optional_seconds(raw, "runtime.queue_timeout_s"),
         request_timeout_s=_optional_seconds(raw, "runtime.request_timeout_s"),
         max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
         max_header_bytes=_positive_int(raw, "runtime.max_header_bytes", 16 * 1024),
         drain_timeout_s=_non_negative_number(raw, "runtime.drain_timeout_s", 30.0),
+        idle_timeout_s=_seconds_or_off(raw, "runtime.idle_timeout_s", 30.0),
+        body_idle_timeout_s=_seconds_or_off(raw, "runtime.body_idle_timeout_s", 30.0),
+        body_timeout_s=_seconds_or_off(raw, "runtime.body_timeout_s", 300.0),
+        write_timeout_s=_seconds_or_off(raw, "runtime.write_timeout_s", 60.0),
     )
 
 
@@ -319,8 +333,10 @@ def _positive_int(raw: Mapping[str, Any], dotted: str, default: int) -> int:
     return value
 
 
-def _optional_count(raw: Mapping[str, Any], dotted: str) -> int | None:
-    value = raw.get(dotted.rsplit(".", 1)[-1])
+def _optional_count(raw: Mapping[str, Any], dotted: str, default: int | None = None
+                    ) -> int | None:
+    """A count; left out: `default`; null: no limit."""
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -336,6 +352,11 @@ def _optional_seconds(raw: Mapping[str, Any], dotted: str) -> float | None:
         raise ConfigError(f"{dotted}: expected a positive number of seconds or null, "
                           f"got {value!r}")
     return float(value)
+
+
+def _seconds_or_off(raw: Mapping[str, Any], dotted: str, default: float) -> float | None:
+    """A time limit; left out: `default`; null: no limit."""
+    return _optional_seconds({dotted.rsplit(".", 1)[-1]: default, **raw}, dotted)
 
 
 def _non_negative_number(raw: Mapping[str, Any], dotted: str, default: float) -> float:

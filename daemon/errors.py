@@ -7,6 +7,7 @@ These exceptions know nothing about HTTP or gRPC; each transport maps them once
     ├── ClientError                the caller's fault; model code raises it with its own status
     │   ├── InvalidInput           malformed body, bad parameters
     │   ├── PayloadTooLarge        body over runtime.max_request_bytes
+    │   ├── BodyTimeout            body stalled or too slow (runtime.body_*timeout_s)
     │   ├── NotFound               no such route, or the model lacks the method
     │   └── Unauthenticated        missing or wrong API key
     ├── Overloaded                 admission refused; carries retry_after seconds
@@ -58,6 +59,19 @@ class PayloadTooLarge(ClientError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds runtime.max_request_bytes ({limit} bytes)", 413)
         self.limit = limit
+
+
+class BodyTimeout(ClientError):
+    """The request body stalled for `idle_s` (runtime.body_idle_timeout_s), or, with None,
+    took longer than runtime.body_timeout_s in all."""
+
+    kind = "timeout_error"
+
+    def __init__(self, idle_s: float | None) -> None:
+        super().__init__(
+            "the request body took too long to arrive (runtime.body_timeout_s)" if idle_s is None
+            else f"the request body stalled: nothing arrived for {idle_s:g}s "
+                 "(runtime.body_idle_timeout_s)", 408)
 
 
 class NotFound(ClientError):

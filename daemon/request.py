@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import itertools
@@ -12,7 +13,8 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from daemon import codec
-from daemon.errors import InvalidInput, PayloadTooLarge
+from daemon.config import RuntimeConfig
+from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge
 
 Transport = Literal["http", "grpc"]
 
@@ -56,6 +58,22 @@ class BytesBody:
 
     def declared_length(self) -> int | None:
         return len(self._data)
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyLimits:
+    """How large a body may be, and how slowly it may arrive (runtime.max_request_bytes,
+    body_idle_timeout_s, body_timeout_s; None: no time limit). The `Request` enforces them,
+    in one place, for every transport and way of reading."""
+
+    max_bytes: int
+    idle_timeout_s: float | None = None
+    timeout_s: float | None = None
+
+    @classmethod
+    def of(cls, runtime: RuntimeConfig) -> BodyLimits:
+        return cls(runtime.max_request_bytes, runtime.body_idle_timeout_s,
+                   runtime.body_timeout_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +134,7 @@ class Request:
         route: str,
         request_id: str,
         body: BodySource,
-        max_body_bytes: int,
+        limits: BodyLimits,
         headers: Mapping[str, str] | None = None,
         content_type: str = "application/json",
         query: Mapping[str, str] | None = None,
@@ -128,7 +146,7 @@ class Request:
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else Headers()
         self._body_source = body
-        self._max_body_bytes = max_body_bytes
+        self._limits = limits
         if query:
             self._query = query
         if path:
@@ -179,15 +197,23 @@ class Request:
         self._streamed = True
         self._within_limit(self._body_source.declared_length() or 0)  # before reading any
         seen = 0
-        async for chunk in self._body_source.chunks():
+        chunks = aiter(self._body_source.chunks())
+        idle_s, total_s = self._limits.idle_timeout_s, self._limits.timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = None if total_s is None else loop.time() + total_s
+        while True:
+            try:
+                chunk = await _next_within(chunks, idle_s, deadline, loop)
+            except StopAsyncIteration:
+                return
             seen += len(chunk)
             self._within_limit(seen)
             yield chunk
 
     def _within_limit(self, size: int) -> None:
         """The one check of runtime.max_request_bytes, for every transport and reading style."""
-        if size > self._max_body_bytes:
-            raise PayloadTooLarge(self._max_body_bytes)
+        if size > self._limits.max_bytes:
+            raise PayloadTooLarge(self._limits.max_bytes)
 
     # -- disconnects --------------------------------------------------------------------------
 
@@ -240,6 +266,25 @@ class Request:
 
 def _noop() -> None:
     return None
+
+
+async def _next_within(chunks: AsyncIterator[bytes], idle_s: float | None,
+                       deadline: float | None, loop: asyncio.AbstractEventLoop) -> bytes:
+    """The next chunk of a body; BodyTimeout if it stalls for `idle_s`, or the whole body
+    runs past `deadline` (loop time); StopAsyncIteration at the end."""
+    if deadline is not None and (idle_s is None or deadline - loop.time() < idle_s):
+        wait, whole = deadline - loop.time(), True
+    elif idle_s is not None:
+        wait, whole = idle_s, False
+    else:
+        return await anext(chunks)
+    try:
+        # Not wait_for: on 3.11 it can swallow the task's own cancel (a client that left)
+        # when the read finishes at the same moment.
+        async with asyncio.timeout(wait):
+            return await anext(chunks)
+    except TimeoutError:
+        raise BodyTimeout(None if whole else idle_s) from None
 
 
 _id_format = os.urandom(6).hex() + "%08x"

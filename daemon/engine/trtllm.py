@@ -57,7 +57,7 @@ class TrtllmBackend:
 
             raise ModelDefinitionError(
                 f"engine.backend: trtllm needs the tensorrt_llm package (NVIDIA GPU, "
-                f"Python 3.10 or 3.12): {exc}") from exc
+                f"Python 3.12): {exc}") from exc
         return cls(lambda: tensorrt_llm.LLM(model=model), tensorrt_llm.SamplingParams,
                    max_batch_size=max_batch_size, abort_timeout_s=abort_timeout_s)
 

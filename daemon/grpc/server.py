@@ -14,6 +14,7 @@ from daemon.grpc.health import HealthServicer
 from daemon.grpc.servicer import ModelServicer
 from daemon.model.pipeline import ModelPipeline
 from daemon.observe import CallObserver
+from daemon.request import BodyLimits
 from twinserve_wire import service
 
 # Room for the message envelope (route, field tags) around a body of max_request_bytes, so a
@@ -56,8 +57,10 @@ class GrpcServer:
             # and 4 MiB a round trip is 80 MiB/s at 50 ms.
             ("grpc.http2.bdp_probe", 0),
             ("grpc.http2.lookahead_bytes", _STREAM_WINDOW_BYTES),
+            *_idle_options(self._config.model.runtime.idle_timeout_s),
         ])
-        handlers = ModelServicer(self._pipeline, max_body, self._observer).handlers()
+        handlers = ModelServicer(self._pipeline, BodyLimits.of(self._config.model.runtime),
+                                 self._observer).handlers()
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
         # Registered methods skip grpc's per-call generic handler lookup.
@@ -77,3 +80,13 @@ class GrpcServer:
         if self._server is not None:
             await self._server.stop(self._close_grace_s)
             self._server = None
+
+
+def _idle_options(idle_timeout_s: float | None) -> list[tuple[str, int]]:
+    """A connection with no call open is sent GOAWAY after runtime.idle_timeout_s, and one
+    that has not finished its HTTP/2 handshake by then is dropped."""
+    if idle_timeout_s is None:
+        return []
+    idle_ms = max(1, round(idle_timeout_s * 1000))
+    return [("grpc.max_connection_idle_ms", idle_ms),
+            ("grpc.server_handshake_timeout_ms", idle_ms)]

@@ -19,14 +19,21 @@ import grpc
 import grpc.aio
 
 from daemon import codec
-from daemon.errors import TwinserveError
+from daemon.errors import BodyTimeout, TwinserveError
 from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
 from daemon.grpc.messages import Malformed, parser
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
-from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
+from daemon.request import (
+    BodyLimits,
+    BodySource,
+    BytesBody,
+    Headers,
+    Request,
+    new_request_id,
+)
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
@@ -51,10 +58,10 @@ Reply = Callable[[Request, Any], Awaitable[T]]
 class ModelServicer:
     """The handlers of twinserve.v1.ModelService, bound to one pipeline."""
 
-    def __init__(self, pipeline: ModelPipeline, max_body_bytes: int,
+    def __init__(self, pipeline: ModelPipeline, limits: BodyLimits,
                  observer: CallObserver) -> None:
         self._pipeline = pipeline
-        self._max_body_bytes = max_body_bytes
+        self._body_limits = limits
         self._observer = observer
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -91,7 +98,7 @@ class ModelServicer:
     async def predict(self, message: PredictRequest | Malformed,
                       context: Context) -> PredictResponse:
         if isinstance(message, Malformed):
-            return await self._refuse_malformed(message, context)
+            return await self._refuse(message.error(), context)
         request = self._to_request(context, message.route, BytesBody(message.json))
 
         async def reply(request: Request, result: Any) -> PredictResponse:
@@ -103,7 +110,7 @@ class ModelServicer:
     async def predict_stream(self, message: PredictStreamRequest | Malformed,
                              context: Context) -> None:
         if isinstance(message, Malformed):
-            await self._refuse_malformed(message, context)
+            await self._refuse(message.error(), context)
             return
         request = self._to_request(context, message.route, BytesBody(message.json))
 
@@ -114,7 +121,7 @@ class ModelServicer:
 
     async def invoke(self, message: InvokeRequest | Malformed, context: Context) -> InvokeResponse:
         if isinstance(message, Malformed):
-            return await self._refuse_malformed(message, context)
+            return await self._refuse(message.error(), context)
         request = self._to_request(context, message.route, BytesBody(message.data),
                                    message.content_type)
 
@@ -127,7 +134,7 @@ class ModelServicer:
     async def invoke_stream(self, message: InvokeRequest | Malformed,
                             context: Context) -> None:
         if isinstance(message, Malformed):
-            await self._refuse_malformed(message, context)
+            await self._refuse(message.error(), context)
             return
         request = self._to_request(context, message.route, BytesBody(message.data),
                                    message.content_type)
@@ -137,10 +144,15 @@ class ModelServicer:
     async def upload(self, messages: AsyncIterator[UploadRequest | Malformed],
                      context: Context) -> InvokeResponse:
         rest = aiter(messages)
-        # No message at all is a broken-off upload too: UploadBody finds no `last`.
-        first = await anext(rest, None) or UploadRequest()
+        idle_s = self._body_limits.idle_timeout_s
+        try:
+            async with asyncio.timeout(idle_s):
+                # No message at all is a broken-off upload too: UploadBody finds no `last`.
+                first = await anext(rest, None) or UploadRequest()
+        except TimeoutError:
+            return await self._refuse(BodyTimeout(idle_s), context)
         if isinstance(first, Malformed):
-            return await self._refuse_malformed(first, context)
+            return await self._refuse(first.error(), context)
         request = self._to_request(context, first.route, raw.UploadBody(first, rest),
                                    first.content_type)
 
@@ -174,12 +186,12 @@ class ModelServicer:
         self._done(request, started, grpc.StatusCode.OK)
         return answer
 
-    async def _refuse_malformed(self, message: Malformed, context: Context) -> NoReturn:
-        """A message that does not parse: INVALID_ARGUMENT, counted and logged like any
-        refusal (grpc.aio's own answer would be UNKNOWN, with the parser's words)."""
+    async def _refuse(self, error: TwinserveError, context: Context) -> NoReturn:
+        """Refuse a call before it has a route: its message does not parse (grpc.aio's own
+        answer would be UNKNOWN, with the parser's words), or never came. Counted like any."""
         request = self._to_request(context, UNMATCHED, BytesBody(b""))
-        self._done(request, time.perf_counter(), grpc.StatusCode.INVALID_ARGUMENT)
-        await errors.abort(context, message.error(), request.request_id)
+        self._done(request, time.perf_counter(), errors.code_for(error))
+        await errors.abort(context, error, request.request_id)
 
     def _done(self, request: Request, started: float, code: grpc.StatusCode) -> None:
         self._observer.finished("grpc", request.route, code.name, started, request.request_id)
@@ -195,7 +207,7 @@ class ModelServicer:
         if content_type is None:
             content_type = raw.JSON
         return Request(transport="grpc", route=route or DEFAULT_ROUTE, request_id=request_id,
-                       body=body, max_body_bytes=self._max_body_bytes, headers=headers,
+                       body=body, limits=self._body_limits, headers=headers,
                        content_type=content_type or raw.DEFAULT_CONTENT_TYPE)
 
 

@@ -19,7 +19,7 @@ from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED
-from daemon.request import Request, Response
+from daemon.request import BodyLimits, Request, Response
 
 API_ROUTES = {
     "/v1/chat/completions": "chat_completions",
@@ -60,10 +60,10 @@ class HttpRequest(Request):
     """The `Request` of an HTTP call: its path and query string are decoded only when read."""
 
     def __init__(self, request: web.Request, *, route: str, request_id: str,
-                 max_body_bytes: int, content_type: str) -> None:
+                 limits: BodyLimits, content_type: str) -> None:
         # The headers are aiohttp's, case-insensitive already.
         super().__init__(transport="http", route=route, request_id=request_id,
-                         body=HttpBody(request), max_body_bytes=max_body_bytes,
+                         body=HttpBody(request), limits=limits,
                          headers=request.headers, content_type=content_type)
         self._http = request
 
@@ -83,7 +83,7 @@ class Routes:
         self._pipeline = pipeline
         self._metrics = metrics
         self._model_name = config.model.model_name
-        self._max_body_bytes = config.model.runtime.max_request_bytes
+        self._body_limits = BodyLimits.of(config.model.runtime)
         self._router: web.UrlDispatcher | None = None
         self._fallback: web.AbstractResource | None = None
 
@@ -120,13 +120,13 @@ class Routes:
         """The handler of a model route: `route` names the model's method, `wire` frames its
         stream; `content_type` overrides the request's."""
         call = self._pipeline.call
-        max_body_bytes = self._max_body_bytes
+        limits = self._body_limits
 
         async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
             if check_name:
                 self._check_model_name(request)
             twin = HttpRequest(
-                request, route=route, request_id=request_id, max_body_bytes=max_body_bytes,
+                request, route=route, request_id=request_id, limits=limits,
                 content_type=content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
             result = await call(route, twin)
             if isinstance(result, ChunkStream):

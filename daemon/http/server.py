@@ -15,6 +15,7 @@ from daemon.observe import CallObserver
 # A refused body (413) is read and dropped for at most this long, so the client sees the
 # answer instead of a reset; never buffered.
 _LINGER_SECONDS = 2.0
+_NEVER_S = 1e9  # runtime.idle_timeout_s: null
 
 
 class HttpServer:
@@ -50,6 +51,10 @@ class HttpServer:
             max_line_size=runtime.max_header_bytes,
             max_field_size=runtime.max_header_bytes,
             shutdown_timeout=self._close_grace_s,
+            # aiohttp closes a connection that has no request in progress this long after it
+            # connected or last answered: the keep-alive idle limit, and also the limit on
+            # sending a request's headers (slow-loris), as one timer.
+            keepalive_timeout=runtime.idle_timeout_s or _NEVER_S,  # 0 would mean "at once"
         )
         await runner.setup()
         server_config = self._config.server

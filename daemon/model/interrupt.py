@@ -30,9 +30,9 @@ def error_instead(request: Request, timeout_s: float | None) -> TwinserveError |
     reason = request.disconnect_reason
     if reason not in _SERVER_REASONS:
         return None
-    uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
-    if uncancel is not None:
-        uncancel()
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
     if reason == "timeout":
         return DeadlineExceeded(f"request exceeded runtime.request_timeout_s ({timeout_s:g}s)")
     return NotReady("server shut down before the call finished "

@@ -130,7 +130,7 @@ def build_pipeline(config: Config, metrics: Metrics,
                                     runtime.queue_timeout_s)
     pipeline = ModelPipeline(functools.partial(construct, cls, kwargs), specs,
                              admission=admission, request_timeout_s=runtime.request_timeout_s,
-                             metrics=metrics,
+                             write_timeout_s=runtime.write_timeout_s, metrics=metrics,
                              engine_unavailable=engine.unavailable if engine else None)
     metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting)
     return pipeline

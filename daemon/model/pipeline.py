@@ -56,11 +56,13 @@ class ModelPipeline:
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
                  admission: AdmissionController, request_timeout_s: float | None = None,
+                 write_timeout_s: float | None = None,
                  metrics: Metrics | None = None,
                  engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._engine_unavailable = engine_unavailable  # the engine's readiness, if any
         self._request_timeout_s = request_timeout_s
+        self._write_timeout_s = write_timeout_s
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
@@ -213,7 +215,7 @@ class ModelPipeline:
                     streaming = True  # the stream holds the slot and the call until closed
                     return ChunkStream(chunks, request,
                                        functools.partial(self._stream_closed, request), route,
-                                       self._request_timeout_s)
+                                       self._request_timeout_s, self._write_timeout_s)
             finally:
                 if not streaming:
                     self.admission.release()

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
-from daemon.model.interrupt import error_instead
+from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.truss_compat import model_error
 from daemon.request import Request
 
@@ -30,20 +30,26 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, timeout_s: float | None) -> None:
+                 method: str, timeout_s: float | None, write_timeout_s: float | None) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
         self._timeout_s = timeout_s
         self._finished = False
+        # The write watchdog: when the last chunk went to the transport, until it comes
+        # back for the next (None while it is here). One timer per stream checks it.
+        self._write_timeout_s = write_timeout_s
+        self._handed_out_at: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def __aiter__(self) -> ChunkStream:
         return self
 
     async def __anext__(self) -> Any:
+        self._handed_out_at = None
         try:
-            return await self._chunks.__anext__()
+            chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             self._finished = True
             await self.aclose()
@@ -59,12 +65,38 @@ class ChunkStream:
             self._finished = True
             await self.aclose()
             raise model_error(self._method, exc, self._request) from exc
+        if self._write_timeout_s is not None:
+            loop = asyncio.get_running_loop()
+            self._handed_out_at = loop.time()
+            if self._watchdog is None:
+                task = asyncio.current_task()  # the transport's, which writes what we hand out
+                assert task is not None
+                self._watchdog = loop.call_later(self._write_timeout_s, self._check_writing, task)
+        return chunk
+
+    def _check_writing(self, task: asyncio.Task[Any]) -> None:
+        """End the call if the transport has been writing one chunk for write_timeout_s: the
+        client stopped reading, and its call must not hold a slot and a generation forever."""
+        assert self._write_timeout_s is not None
+        handed_out_at, now = self._handed_out_at, asyncio.get_running_loop().time()
+        if handed_out_at is not None and now - handed_out_at >= self._write_timeout_s:
+            log.warning("request %s: the client read nothing for %gs; ending its stream "
+                        "(runtime.write_timeout_s)", self._request.request_id,
+                        self._write_timeout_s)
+            self._watchdog = None
+            interrupt(self._request, task, "write_timeout")
+            return
+        self._watchdog = asyncio.get_running_loop().call_at(
+            (handed_out_at or now) + self._write_timeout_s, self._check_writing, task)
 
     async def aclose(self) -> None:
         """Stop the model's generator and free its slot. Never raises: this is cleanup."""
         release, self._release = self._release, None
         if release is None:
             return
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         try:
             if not self._finished:
                 self._request.mark_disconnected()

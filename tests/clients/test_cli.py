@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from daemon.errors import ModelError
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, REPO, DaemonProcess
 
@@ -30,7 +31,7 @@ def test_call_value_stream_and_error(streaming: DaemonProcess, flag: str) -> Non
     assert (result.returncode, result.stdout) == (0, "chunk-0\nchunk-1\nchunk-2\n")
     result = call(flag, where, '{"fail_at": 0}', "--stream")
     assert result.returncode == 1
-    assert result.stderr == "error: INTERNAL: predict raised RuntimeError: failed at chunk 0\n"
+    assert result.stderr == f"error: INTERNAL: {ModelError.unexpected('predict').message}\n"
 
 
 def test_call_rejects_bad_json() -> None:

@@ -13,7 +13,7 @@ from daemon.engine.generation import Delta, GenerationRequest
 from daemon.engine.sampling import SamplingParams
 from daemon.errors import ModelError, NotReady, Overloaded
 from daemon.metrics import Metrics
-from daemon.request import BytesBody, Request, current_request
+from daemon.request import BodyLimits, BytesBody, Request, current_request
 from tests.fakes import ScriptedBackend
 
 
@@ -110,7 +110,7 @@ async def test_disconnect_of_current_request_cancels() -> None:
     backend = ScriptedBackend(["a", "b"], gated=True)
     core, metrics = await started(backend)
     request = Request(transport="http", route="predict", body=BytesBody(b""),
-                      max_body_bytes=10, request_id="req-1")
+                      limits=BodyLimits(10), request_id="req-1")
     token = current_request.set(request)
     try:
         it = core.submit(prompt())
@@ -126,7 +126,7 @@ async def test_disconnect_of_current_request_cancels() -> None:
 async def test_finished_iterator_unregisters_from_request() -> None:
     core, _ = await started(ScriptedBackend(["a"]))
     request = Request(transport="http", route="predict", body=BytesBody(b""),
-                      max_body_bytes=10, request_id="req-2")
+                      limits=BodyLimits(10), request_id="req-2")
     token = current_request.set(request)
     try:
         await collect(core.submit(prompt()))
@@ -202,7 +202,7 @@ async def test_n_choices_fan_out_with_indices_and_summed_usage() -> None:
 
 async def test_backend_failure_is_a_model_error() -> None:
     core, metrics = await started(ScriptedBackend(["a", "b"], fail_after=1))
-    with pytest.raises(ModelError, match="scripted backend failed: RuntimeError"):
+    with pytest.raises(ModelError, match="the scripted backend failed with an unexpected error"):
         await collect(core.submit(prompt()))
     assert sample("twinserve_engine_in_flight", metrics) == 0
 

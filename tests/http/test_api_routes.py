@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from daemon.errors import ModelError
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess
 
@@ -73,7 +74,7 @@ def test_mid_stream_error_is_an_sse_error_event(api: DaemonProcess) -> None:
                 received += chunk
     last = received.decode().strip().split("\n\n")[-1]
     assert json.loads(last.removeprefix("data: "))["error"]["message"] == (
-        "chat_completions raised RuntimeError: lost the thread")
+        ModelError.unexpected("chat_completions").message)
 
 
 def test_an_event_that_cannot_be_encoded_ends_the_stream_with_an_error_event(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from clients import GrpcClient, TwinserveError
+from daemon.errors import ModelError
 from tests.conftest import StartDaemon
 from tests.harness import MODELS, DaemonProcess
 
@@ -66,7 +67,7 @@ def test_error_mid_stream_is_visible_and_body_is_cut(streaming: DaemonProcess, m
     assert lines[:2] == ["chunk-0", "chunk-1"]
     error = json.loads(lines[2])["error"]
     assert error["type"] == "model_error"
-    assert error["message"] == "predict raised RuntimeError: failed at chunk 2"
+    assert error["message"] == ModelError.unexpected("predict").message
     assert httpx.post(f"{streaming.http_url}/predict", json={"mode": "value"}).status_code == 200
 
 

@@ -14,7 +14,7 @@ from daemon.errors import DeadlineExceeded, NotReady, Overloaded
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.model.signature import check_model_class
-from daemon.request import BytesBody, Request
+from daemon.request import BodyLimits, BytesBody, Request
 
 
 class Sleeper:
@@ -55,7 +55,7 @@ def pipeline(model: Any, *, concurrency: int = 4, max_queue: int | None = None,
 
 def request(body: bytes) -> Request:
     return Request(transport="http", route="predict", request_id="test-request",
-                   body=BytesBody(body), max_body_bytes=1 << 20)
+                   body=BytesBody(body), limits=BodyLimits(1 << 20))
 
 
 async def call(pipe: ModelPipeline, body: bytes) -> Any:
