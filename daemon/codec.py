@@ -15,16 +15,37 @@ except ImportError:  # pragma: no cover - orjson is a default dependency
     orjson = None  # type: ignore[assignment]
 
 
-def loads(data: bytes | str) -> Any:
+MAX_JSON_DEPTH = 128
+"""How deeply a request's JSON may nest: far beyond real inputs, and within what the
+encoder can write back (orjson stops at 255 levels), so an echoed input cannot fail on
+its way out as a 500."""
+
+
+def loads(data: bytes) -> Any:
     """Parse a request body as JSON, raising InvalidInput that says where it broke."""
     if not data:
         raise InvalidInput("request body is empty; expected JSON")
     try:
-        if orjson is not None:
-            return orjson.loads(data)
-        return json.loads(data)
-    except (ValueError, TypeError) as exc:
+        value = orjson.loads(data) if orjson is not None else json.loads(data)
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value,
+                                                                            MAX_JSON_DEPTH):
+        raise InvalidInput(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def dumps(value: Any) -> bytes:

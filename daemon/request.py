@@ -75,6 +75,11 @@ class BodyLimits:
         return cls(runtime.max_request_bytes, runtime.body_idle_timeout_s,
                    runtime.body_timeout_s)
 
+    def check_size(self, size: int) -> None:
+        """The one check of runtime.max_request_bytes: PayloadTooLarge past it."""
+        if size > self.max_bytes:
+            raise PayloadTooLarge(self.max_bytes)
+
 
 @dataclasses.dataclass(frozen=True)
 class Response:
@@ -177,11 +182,11 @@ class Request:
         if self._body is None:
             if self._streamed:
                 raise InvalidInput("the request body was already consumed by stream()")
-            self._within_limit(self._body_source.declared_length() or 0)
+            self._limits.check_size(self._body_source.declared_length() or 0)
             self._body = self._body_source.received()
             if self._body is not None:
                 self._streamed = True
-                self._within_limit(len(self._body))
+                self._limits.check_size(len(self._body))
         return self._body
 
     async def json(self) -> Any:
@@ -195,7 +200,7 @@ class Request:
         if self._streamed:
             raise InvalidInput("the request body was already consumed by stream()")
         self._streamed = True
-        self._within_limit(self._body_source.declared_length() or 0)  # before reading any
+        self._limits.check_size(self._body_source.declared_length() or 0)  # before reading any
         seen = 0
         chunks = aiter(self._body_source.chunks())
         idle_s, total_s = self._limits.idle_timeout_s, self._limits.timeout_s
@@ -207,13 +212,8 @@ class Request:
             except StopAsyncIteration:
                 return
             seen += len(chunk)
-            self._within_limit(seen)
+            self._limits.check_size(seen)
             yield chunk
-
-    def _within_limit(self, size: int) -> None:
-        """The one check of runtime.max_request_bytes, for every transport and reading style."""
-        if size > self._limits.max_bytes:
-            raise PayloadTooLarge(self._limits.max_bytes)
 
     # -- disconnects --------------------------------------------------------------------------
 

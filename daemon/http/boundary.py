@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from daemon.auth import AuthCheck
 from daemon.errors import TwinserveError
@@ -21,7 +21,7 @@ from daemon.http.errors import error_response, http_exception_response, internal
 from daemon.http.formats import WireFormat
 from daemon.http.headers import REQUEST_ID
 from daemon.observe import CallObserver
-from daemon.request import new_request_id
+from daemon.request import BodyLimits, new_request_id
 
 log = logging.getLogger("twinserve.http")
 
@@ -72,6 +72,34 @@ class Boundary:
 
         boundary.__name__ = getattr(handler, "__name__", label)
         return boundary
+
+    def expect(self, label: str, wire: WireFormat,
+               limits: BodyLimits) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+        """The answer to `Expect: 100-continue`: "continue" only for a request the route would
+        take, so a client that would be refused (wrong key, declared body too large) hears so
+        before it sends the body."""
+        finished = self._observer.recorder("http", label)
+        auth = self._auth
+
+        async def expect(request: web.Request) -> web.Response | None:
+            started = time.perf_counter()
+            try:
+                if auth is not None:
+                    auth(request.headers)
+                limits.check_size(request.content_length or 0)
+            except TwinserveError as err:
+                request_id = request.headers.get(REQUEST_ID) or new_request_id()
+                response = error_response(err, request_id, wire)
+                finished(response.status, started, request_id)
+                return response
+            if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text="only 'Expect: 100-continue' is supported")
+            if request.version == HttpVersion11:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0  # the answer's own bytes start after it
+            return None
+
+        return expect
 
 
 def _by_path(request: web.Request) -> WireFormat:

@@ -92,7 +92,8 @@ class Routes:
                         check_name: bool = False) -> None:
             wire = formats.for_path(path)
             handler = self._model_handler(route, wire, content_type, check_name)
-            router.add_post(path, boundary.wrap(handler, route, wire))
+            router.add_post(path, boundary.wrap(handler, route, wire),
+                            expect_handler=boundary.expect(route, wire, self._body_limits))
 
         def plain(path: str, handler: Handler, open_: bool = False) -> None:
             router.add_get(path, boundary.wrap(handler, path, formats.for_path(path), open_))
