@@ -92,7 +92,8 @@ class Metrics:
         )
         self.cancellations = Counter(
             "twinserve_cancellations",
-            "Model calls ended early, by reason: client_disconnect, timeout or drain.",
+            "Model calls ended early, by reason: client_disconnect, timeout, drain, or "
+            "write_timeout (the client stopped reading its stream).",
             ["reason"],
             registry=self.registry,
         )

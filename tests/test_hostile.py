@@ -1,0 +1,329 @@
+"""Hostile and careless clients: none of them stalls the model, makes the daemon buffer what
+it will refuse, or reads a secret. Each defect of issue 14 against a real daemon, on both
+transports where it applies (scripts/attack.py runs the same attacks at scale)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+from clients import GrpcClient, TwinserveError
+from tests.conftest import StartDaemon
+from tests.grpc.test_health import Health
+from tests.harness import MODELS, DaemonProcess
+from tests.scrape import metric
+from twinserve_wire import service
+from twinserve_wire.proto.v1.model_pb2 import PredictRequest, UploadRequest
+
+KEY = "k3y-for-hostile"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+METADATA = (("authorization", f"Bearer {KEY}"),)
+SECRET = "SECRET-MARKER-5f1c"  # what the model's exceptions carry (tests/models/hostile)
+
+
+@pytest.fixture(scope="module")
+def hostile(start_daemon: StartDaemon) -> DaemonProcess:
+    """One slot, a key, and 1 s idle, body-idle and write timeouts (config.yaml)."""
+    return start_daemon(MODELS / "hostile", env={"TWINSERVE_API_KEY": KEY})
+
+
+@pytest.fixture
+def channel(hostile: DaemonProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(hostile.grpc_target) as channel:
+        yield channel
+
+
+def post(daemon: DaemonProcess, body: Any, timeout: float = 10) -> httpx.Response:
+    return httpx.post(f"{daemon.http_url}/predict", json=body, headers=AUTH, timeout=timeout)
+
+
+def connect(daemon: DaemonProcess, port: int | None = None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port or daemon.http_port))
+    sock.settimeout(10)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the daemon sends until it closes the connection (or 10 s pass)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def closes_within(sock: socket.socket, bound_s: float) -> float:
+    """How long the daemon took to close `sock`, which must happen within `bound_s`."""
+    started = time.monotonic()
+    read_until_closed(sock)
+    elapsed = time.monotonic() - started
+    assert elapsed < bound_s, f"connection still open after {elapsed:.1f}s"
+    return elapsed
+
+
+def ok_while(daemon: DaemonProcess, attack: concurrent.futures.Future[Any]) -> None:
+    """A normal call, made while `attack` holds (or held) the model's one slot, is served."""
+    started = time.monotonic()
+    assert post(daemon, {"n": 1}).json() == {"n": 1}
+    assert time.monotonic() - started < 5
+    attack.result(timeout=10)
+
+
+# -- one client cannot hold the model's slot --------------------------------------------------
+
+
+def test_a_stalled_body_is_408_and_frees_the_slot(hostile: DaemonProcess) -> None:
+    with connect(hostile) as sock, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"n\": ")
+        answer = pool.submit(read_until_closed, sock)
+        ok_while(hostile, answer)
+        head, _, body = answer.result().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert "runtime.body_idle_timeout_s" in json.loads(body)["error"]["message"]
+
+
+@pytest.mark.parametrize("sent", [0, 1], ids=["no-message", "one-message"])
+def test_a_stalled_grpc_upload_is_deadline_exceeded(hostile: DaemonProcess,
+                                                   channel: grpc.Channel, sent: int) -> None:
+    upload: Any = channel.stream_unary(service.method_path(service.UPLOAD),
+                                  request_serializer=UploadRequest.SerializeToString)
+    release = threading.Event()
+
+    def messages() -> Iterator[UploadRequest]:
+        if sent:
+            yield UploadRequest(data=b'{"n": ', content_type="application/json")
+        release.wait(10)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            call = pool.submit(upload, messages(), metadata=METADATA, timeout=10)
+            ok_while(hostile, pool.submit(lambda: None))
+            with pytest.raises(grpc.RpcError) as info:
+                call.result(timeout=10)
+    finally:
+        release.set()
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "runtime.body_idle_timeout_s" in str(info.value.details())
+
+
+def test_a_client_that_stops_reading_its_stream_frees_the_slot(hostile: DaemonProcess) -> None:
+    before = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", hostile.http_port))
+        body = b'{"do": "flood"}'
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        # ...and reads nothing: the daemon's writes fill the buffers and stall.
+        started = time.monotonic()
+        assert post(hostile, {"n": 2}).json() == {"n": 2}
+        assert time.monotonic() - started < 8
+    after = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
+    assert after == before + 1
+    hostile.wait_for_log("runtime.write_timeout_s")
+
+
+def test_a_grpc_client_that_stops_reading_its_stream_frees_the_slot(
+        hostile: DaemonProcess, channel: grpc.Channel) -> None:
+    before = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
+    stream: Any = channel.unary_stream(service.method_path(service.PREDICT_STREAM),
+                                  request_serializer=PredictRequest.SerializeToString)
+    call = stream(PredictRequest(json=b'{"do": "flood"}'), metadata=METADATA, timeout=30)
+    try:
+        next(call)  # the stream has started; now it is left unread
+        started = time.monotonic()
+        assert post(hostile, {"n": 3}).json() == {"n": 3}
+        assert time.monotonic() - started < 8
+    finally:
+        call.cancel()
+    after = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
+    assert after == before + 1
+
+
+# -- idle and half-sent connections are closed ------------------------------------------------
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /predict HTTP/1.1\r\nHost: x\r\n"],
+                         ids=["idle", "half-sent-headers"])
+def test_idle_and_slow_http_connections_are_closed(hostile: DaemonProcess, sent: bytes) -> None:
+    with connect(hostile) as sock:
+        sock.sendall(sent)
+        closes_within(sock, 5)
+
+
+def test_a_keep_alive_connection_is_closed_when_idle(hostile: DaemonProcess) -> None:
+    with connect(hostile) as sock:
+        body = b'{"n": 4}'
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     KEY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        closes_within(sock, 5)
+
+
+def test_a_grpc_connection_that_never_speaks_is_closed(hostile: DaemonProcess) -> None:
+    with connect(hostile, hostile.grpc_port) as sock:
+        closes_within(sock, 5)
+
+
+# -- no secret in any response ----------------------------------------------------------------
+
+
+def test_no_exception_text_reaches_an_http_client(hostile: DaemonProcess) -> None:
+    failed = post(hostile, {"do": "raise"})
+    assert failed.status_code == 500 and SECRET not in failed.text
+    assert failed.json()["error"]["request_id"] == failed.headers["x-request-id"]
+    with httpx.stream("POST", f"{hostile.http_url}/predict", json={"do": "raise_mid_stream"},
+                      headers=AUTH, timeout=10) as response:
+        received = b""
+        with pytest.raises(httpx.RemoteProtocolError):  # cut, not a complete body
+            for chunk in response.iter_raw():
+                received += chunk
+    assert b'"i":0' in received and b"model_error" in received
+    assert SECRET.encode() not in received
+    hostile.wait_for_log(SECRET, "weights.bin")  # the log has the text
+    hostile.wait_for_log(SECRET, "expired")
+
+
+def test_no_exception_text_reaches_a_grpc_client(hostile: DaemonProcess) -> None:
+    with GrpcClient(hostile.grpc_target, api_key=KEY, timeout=10) as client:
+        with pytest.raises(TwinserveError) as unary:
+            client.predict({"do": "raise"})
+        with pytest.raises(TwinserveError) as streamed:
+            for _ in client.predict_stream({"do": "raise_mid_stream"}):
+                pass
+    for error in (unary.value, streamed.value):
+        assert error.code == "INTERNAL" and SECRET not in error.message and error.request_id
+
+
+def test_readiness_says_not_ready_without_the_reason(hostile: DaemonProcess) -> None:
+    post(hostile, {"do": "unhealthy"})
+    try:
+        ready = httpx.get(f"{hostile.http_url}/health/ready", timeout=10)
+        assert ready.status_code == 503 and SECRET not in ready.text
+        assert Health(hostile.grpc_target).check() == health_pb2.HealthCheckResponse.NOT_SERVING
+        lines = hostile.wait_for_log("is_healthy raised")
+        assert lines and SECRET in hostile.log  # the traceback, in the log only
+    finally:
+        post(hostile, {"do": "healthy"})
+
+
+# -- malformed and unauthenticated input ------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe", b"x-api-key: caf\xe9"])
+def test_a_key_that_is_not_utf8_is_401(hostile: DaemonProcess, header: bytes) -> None:
+    with connect(hostile) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + header +
+                     b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 401 ")
+    assert post(hostile, {"n": 5}).status_code == 200
+
+
+def test_a_malformed_protobuf_is_invalid_argument(hostile: DaemonProcess,
+                                                  channel: grpc.Channel) -> None:
+    counted = 'twinserve_requests_total{code="INVALID_ARGUMENT",route="unmatched",transport="grpc"}'
+    before = metric(hostile, counted)
+    predict: Any = channel.unary_unary(service.method_path(service.PREDICT))  # bytes as is
+    with pytest.raises(grpc.RpcError) as info:
+        predict(b"\xff\xff\xff\xff", metadata=METADATA, timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "the request is not a valid twinserve.v1.PredictRequest message"
+    assert metric(hostile, counted) == before + 1
+    assert "DecodeError" not in hostile.log  # a refusal, not an error with a traceback
+
+
+def test_unauthenticated_grpc_messages_are_refused_unread(hostile: DaemonProcess,
+                                                          channel: grpc.Channel) -> None:
+    predict: Any = channel.unary_unary(service.method_path(service.PREDICT))
+    message = PredictRequest(json=b"[" + b"0," * (30 << 20) + b"0]").SerializeToString()
+    before = hostile.peak_rss_mib()
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        calls = [pool.submit(predict, message, timeout=30) for _ in range(5)]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                call.result()
+            assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    # Five 60 MiB messages read whole would be 300 MiB; refused unread, each costs at most
+    # its stream's flow-control window.
+    assert hostile.peak_rss_mib() - before < 64
+
+
+def test_an_unauthenticated_upload_that_sends_nothing_is_answered(hostile: DaemonProcess,
+                                                                  channel: grpc.Channel) -> None:
+    upload: Any = channel.stream_unary(service.method_path(service.UPLOAD))
+    release = threading.Event()
+
+    def nothing() -> Iterator[bytes]:
+        release.wait(10)
+        yield from ()
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            upload(nothing(), timeout=10)
+    finally:
+        release.set()
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert time.monotonic() - started < 1  # before runtime.body_idle_timeout_s could end it
+
+
+def test_reflection_needs_the_key_and_health_does_not(hostile: DaemonProcess,
+                                                      channel: grpc.Channel) -> None:
+    reflect = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/"
+                                    "ServerReflectionInfo",
+                                    request_serializer=reflection_pb2.ServerReflectionRequest
+                                    .SerializeToString,
+                                    response_deserializer=reflection_pb2.ServerReflectionResponse
+                                    .FromString)
+    ask = reflection_pb2.ServerReflectionRequest(list_services="")
+    with pytest.raises(grpc.RpcError) as info:
+        list(reflect(iter([ask]), timeout=10))
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    answer = list(reflect(iter([ask]), metadata=METADATA, timeout=10))
+    names = [s.name for s in answer[0].list_services_response.service]
+    assert service.SERVICE_NAME in names
+    assert Health(hostile.grpc_target).check() == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    (b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 999999999999", b"413"),
+    (b"Authorization: Bearer wrong\r\nContent-Length: 10", b"401"),
+])
+def test_expect_continue_is_refused_before_the_body(hostile: DaemonProcess, headers: bytes,
+                                                    status: bytes) -> None:
+    with connect(hostile) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" +
+                     headers + b"\r\n\r\n")
+        head = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 " + status + b" "), head[:40]
+
+
+def test_expect_continue_is_answered_for_an_acceptable_request(hostile: DaemonProcess) -> None:
+    with connect(hostile) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 8\r\n\r\n")
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b'{"n": 6}')
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_json_nested_too_deep_is_400(hostile: DaemonProcess) -> None:
+    deep = httpx.post(f"{hostile.http_url}/predict", content=b"[" * 1000 + b"]" * 1000,
+                      headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    assert deep.status_code == 400
+    assert deep.json()["error"]["message"] == "request body nests deeper than 128 levels"
+    nested: Any = []
+    for _ in range(127):
+        nested = [nested]
+    assert post(hostile, nested).json() == nested
