@@ -22,7 +22,7 @@ from clients import GrpcClient, TwinserveError
 from tests.conftest import StartDaemon
 from tests.grpc.test_health import Health
 from tests.harness import MODELS, DaemonProcess
-from tests.scrape import metric
+from tests.scrape import metric, wait_for_metric
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import PredictRequest, UploadRequest
 
@@ -149,6 +149,20 @@ def test_a_grpc_client_that_stops_reading_its_stream_frees_the_slot(
         call.cancel()
     after = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
     assert after == before + 1
+
+
+def test_cancelling_a_grpc_stream_stalled_on_its_reader_counts_as_cancelled(
+        hostile: DaemonProcess, channel: grpc.Channel) -> None:
+    cancelled = 'twinserve_requests_total{code="CANCELLED",route="predict",transport="grpc"}'
+    before = metric(hostile, cancelled)
+    stream: Any = channel.unary_stream(service.method_path(service.PREDICT_STREAM),
+                                       request_serializer=PredictRequest.SerializeToString)
+    call = stream(PredictRequest(json=b'{"do": "flood"}'), metadata=METADATA, timeout=30)
+    next(call)
+    time.sleep(0.3)  # the daemon's writes now wait on this reader (well before write_timeout_s)
+    call.cancel()
+    wait_for_metric(hostile, cancelled, before + 1, 5)
+    assert "unhandled error" not in hostile.log
 
 
 # -- idle and half-sent connections are closed ------------------------------------------------

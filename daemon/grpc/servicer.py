@@ -230,7 +230,13 @@ def _stream_reply(context: Context, single: Callable[[str, Any], Any],
             return
         try:
             async for chunk in result:
-                await context.write(per_chunk(request.route, chunk))
+                try:
+                    await context.write(per_chunk(request.route, chunk))
+                except grpc.aio.InternalError:
+                    # The client can no longer receive (it cancelled while this write waited
+                    # on it, or its deadline passed): grpc.aio fails the write instead of
+                    # cancelling the task. The call ends as a cancel, not an error of ours.
+                    raise asyncio.CancelledError from None
         finally:
             await result.aclose()
 
