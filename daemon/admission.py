@@ -42,15 +42,18 @@ class AdmissionController:
             return True
         return False
 
+    def check_room(self) -> None:
+        """Overloaded now if a call could only be refused when it asks for a slot (every
+        slot taken, the line full): lets the pipeline refuse before reading a body."""
+        if self._free == 0 and self._line_full():
+            raise self._full()
+
     async def acquire(self) -> None:
         """Take a slot, waiting in line if allowed; Overloaded when the line is full or slow."""
         if self.try_acquire():
             return
-        if self._max_queue is not None and len(self._waiters) >= self._max_queue:
-            raise Overloaded(
-                f"server is at capacity: {self._concurrency} running and {len(self._waiters)} "
-                f"queued (runtime.max_queue={self._max_queue}); retry later"
-            )
+        if self._line_full():
+            raise self._full()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -67,6 +70,14 @@ class AdmissionController:
         except BaseException:
             self._abandon(waiter)
             raise
+
+    def _line_full(self) -> bool:
+        return self._max_queue is not None and len(self._waiters) >= self._max_queue
+
+    def _full(self) -> Overloaded:
+        return Overloaded(
+            f"server is at capacity: {self._concurrency} running and {len(self._waiters)} "
+            f"queued (runtime.max_queue={self._max_queue}); retry later")
 
     def release(self) -> None:
         """Hand the slot to the first live waiter, or free it."""

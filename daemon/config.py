@@ -66,6 +66,8 @@ class RuntimeConfig:
     body_timeout_s: float | None = 300.0  # a whole body taking longer than this to arrive: 408
     # A stream the client stops reading: the call ends once one chunk has waited this long.
     write_timeout_s: float | None = 60.0
+    # Bodies being read, parsed and used at once, raw and parsed (daemon/body_memory.py).
+    max_body_memory_bytes: int = 512 * MiB
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
@@ -198,6 +200,7 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         body_idle_timeout_s=_seconds_or_off(raw, "runtime.body_idle_timeout_s", 30.0),
         body_timeout_s=_seconds_or_off(raw, "runtime.body_timeout_s", 300.0),
         write_timeout_s=_seconds_or_off(raw, "runtime.write_timeout_s", 60.0),
+        max_body_memory_bytes=_positive_int(raw, "runtime.max_body_memory_bytes", 512 * MiB),
     )
 
 

@@ -90,6 +90,11 @@ class Metrics:
             "Model calls waiting for a runtime.predict_concurrency slot.",
             registry=self.registry,
         )
+        self.body_memory = Gauge(
+            "twinserve_body_memory_bytes",
+            "Request-body memory held (raw and parsed) out of runtime.max_body_memory_bytes.",
+            registry=self.registry,
+        )
         self.cancellations = Counter(
             "twinserve_cancellations",
             "Model calls ended early, by reason: client_disconnect, timeout, drain, or "
@@ -103,10 +108,12 @@ class Metrics:
             registry=self.registry,
         )
 
-    def track(self, in_flight: Callable[[], float], queue_depth: Callable[[], float]) -> None:
-        """Read the in-flight and queue gauges from their owner at scrape time."""
+    def track(self, in_flight: Callable[[], float], queue_depth: Callable[[], float],
+              body_memory: Callable[[], float]) -> None:
+        """Read the in-flight, queue and body-memory gauges from their owner at scrape time."""
         self.in_flight.set_function(in_flight)
         self.queue_depth.set_function(queue_depth)
+        self.body_memory.set_function(body_memory)
 
     def exposition(self) -> bytes:
         """The Prometheus text format (version 0.0.4)."""

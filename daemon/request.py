@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from daemon import codec
+from daemon.body_memory import BodyMemory
 from daemon.config import RuntimeConfig
 from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge
 
@@ -69,11 +70,12 @@ class BodyLimits:
     max_bytes: int
     idle_timeout_s: float | None = None
     timeout_s: float | None = None
+    memory: BodyMemory | None = None  # runtime.max_body_memory_bytes, shared by all requests
 
     @classmethod
-    def of(cls, runtime: RuntimeConfig) -> BodyLimits:
+    def of(cls, runtime: RuntimeConfig, memory: BodyMemory | None) -> BodyLimits:
         return cls(runtime.max_request_bytes, runtime.body_idle_timeout_s,
-                   runtime.body_timeout_s)
+                   runtime.body_timeout_s, memory)
 
     def check_size(self, size: int) -> None:
         """The one check of runtime.max_request_bytes: PayloadTooLarge past it."""
@@ -128,6 +130,7 @@ class Request:
     _path = ""
     _body: bytes | None = None
     _streamed = False
+    _memory_held = 0
     disconnect_reason: str | None = None
     _disconnected_event: threading.Event | None = None  # made on first use
     _disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
@@ -170,11 +173,29 @@ class Request:
     # -- body -------------------------------------------------------------------------------
 
     async def body(self) -> bytes:
-        """The whole body, read once and cached; PayloadTooLarge past the limit."""
+        """The whole body, read once and cached; PayloadTooLarge past the limit.
+
+        A body that has to be read holds its share of runtime.max_body_memory_bytes
+        (daemon/body_memory.py) from before the read until the call ends."""
         body = self.received_body()
         if body is None:
+            memory = self._limits.memory
+            form = codec.form_of(self.content_type)
+            if memory is not None:
+                declared = self._body_source.declared_length()
+                self._memory_held = await memory.reserve(codec.parsed_size_worst(
+                    self._limits.max_bytes if declared is None else declared, form))
             body = self._body = b"".join([chunk async for chunk in self.stream()])
+            if memory is not None:
+                held, self._memory_held = self._memory_held, 0  # keep() frees it if it raises
+                self._memory_held = memory.keep(held, codec.parsed_size_bound(body, form))
         return body
+
+    def release_memory(self) -> None:
+        """The call is over: give back its body's share of the body memory."""
+        if self._memory_held and self._limits.memory is not None:
+            self._limits.memory.release(self._memory_held)
+            self._memory_held = 0
 
     def received_body(self) -> bytes | None:
         """The whole body if it is here already, without waiting (`body()` waits): a small

@@ -5,10 +5,12 @@ transports where it applies (scripts/attack.py runs the same attacks at scale)."
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from clients import GrpcClient, TwinserveError
 from tests.conftest import StartDaemon
 from tests.grpc.test_health import Health
-from tests.harness import MODELS, DaemonProcess
+from tests.harness import MODELS, DaemonProcess, copy_model
 from tests.scrape import metric, wait_for_metric
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import PredictRequest, UploadRequest
@@ -341,3 +343,64 @@ def test_json_nested_too_deep_is_400(hostile: DaemonProcess) -> None:
     for _ in range(127):
         nested = [nested]
     assert post(hostile, nested).json() == nested
+
+
+# -- memory: what a body costs is bounded before it is read -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight(start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
+    """A sleeping model with one slot and 128 MiB for request bodies."""
+    root = copy_model(tmp_path_factory.mktemp("tight"), MODELS / "concurrency",
+                      "model_name: tight\nruntime:\n  predict_concurrency: 1\n"
+                      f"  max_body_memory_bytes: {128 << 20}\n")
+    return start_daemon(root)
+
+
+def test_a_body_too_dense_to_parse_is_413_before_parsing(tight: DaemonProcess) -> None:
+    dense = b"[" + b",".join([b"{}"] * (2 << 20)) + b"]"  # 6 MiB, ~140 MiB once parsed
+    before = tight.peak_rss_mib()
+    answer = httpx.post(f"{tight.http_url}/predict", content=dense,
+                        headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 413
+    assert "runtime.max_body_memory_bytes (128 MiB)" in answer.json()["error"]["message"]
+    assert tight.peak_rss_mib() - before < 64  # read (6 MiB), measured, never parsed
+
+
+def test_large_bodies_waiting_for_the_model_share_the_body_memory(tight: DaemonProcess) -> None:
+    body = json.dumps({"sleep": 0.3, "pad": [0.123456] * (2 << 20)}).encode()  # 18 MiB
+    before = tight.peak_rss_mib()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: httpx.post(
+            f"{tight.http_url}/predict", content=body, timeout=60,
+            headers={"Content-Type": "application/json"}), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    # Parsed (~80 MiB each) and waiting for the one slot together, eight bodies would hold
+    # ~800 MiB; the pool lets in what fits in 128 MiB, and the rest wait unread.
+    assert tight.peak_rss_mib() - before < 128 + 128
+    assert metric(tight, "twinserve_body_memory_bytes") == 0  # all given back
+
+
+@pytest.mark.parametrize(("encoding", "body", "status"), [
+    ("gzip", gzip.compress(b'{"n": 7}'), 200),
+    ("deflate", zlib.compress(b'{"n": 7}'), 200),
+    ("gzip", b"\x1f\x8b\x08\x00 not really gzip", 400),
+    ("br", b"\x0b\x02\x80{}\x03", 415),
+])
+def test_compressed_bodies(hostile: DaemonProcess, encoding: str, body: bytes,
+                           status: int) -> None:
+    answer = httpx.post(f"{hostile.http_url}/predict", content=body, timeout=10, headers={
+        **AUTH, "Content-Type": "application/json", "Content-Encoding": encoding})
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert answer.json() == {"n": 7}
+
+
+def test_a_gzip_bomb_is_413_without_inflating_it(tight: DaemonProcess) -> None:
+    bomb = gzip.compress(b" " * (512 << 20), compresslevel=9)  # ~0.5 MB -> 512 MiB
+    before = tight.peak_rss_mib()
+    answer = httpx.post(f"{tight.http_url}/predict", content=bomb, timeout=30, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "request_too_large"
+    assert tight.peak_rss_mib() - before < 64 + 32  # at most the 64 MiB limit was inflated

@@ -14,7 +14,6 @@ from daemon.grpc.health import HealthServicer
 from daemon.grpc.servicer import ModelServicer
 from daemon.model.pipeline import ModelPipeline
 from daemon.observe import CallObserver
-from daemon.request import BodyLimits
 from twinserve_wire import service
 
 # Room for the message envelope (route, field tags) around a body of max_request_bytes, so a
@@ -59,8 +58,7 @@ class GrpcServer:
             ("grpc.http2.lookahead_bytes", _STREAM_WINDOW_BYTES),
             *_idle_options(self._config.model.runtime.idle_timeout_s),
         ])
-        handlers = ModelServicer(self._pipeline, BodyLimits.of(self._config.model.runtime),
-                                 self._observer).handlers()
+        handlers = ModelServicer(self._pipeline, self._observer).handlers()
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
         # Registered methods skip grpc's per-call generic handler lookup.

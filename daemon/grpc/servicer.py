@@ -27,7 +27,6 @@ from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
 from daemon.request import (
-    BodyLimits,
     BodySource,
     BytesBody,
     Headers,
@@ -58,10 +57,9 @@ Reply = Callable[[Request, Any], Awaitable[T]]
 class ModelServicer:
     """The handlers of twinserve.v1.ModelService, bound to one pipeline."""
 
-    def __init__(self, pipeline: ModelPipeline, limits: BodyLimits,
-                 observer: CallObserver) -> None:
+    def __init__(self, pipeline: ModelPipeline, observer: CallObserver) -> None:
         self._pipeline = pipeline
-        self._body_limits = limits
+        self._body_limits = pipeline.body_limits
         self._observer = observer
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:

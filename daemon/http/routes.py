@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 
@@ -11,6 +11,7 @@ from daemon import codec
 from daemon.config import Config
 from daemon.errors import NotFound, NotReady
 from daemon.http import formats
+from daemon.http.body import HttpBody
 from daemon.http.boundary import Boundary, Handler
 from daemon.http.errors import error_response
 from daemon.http.headers import REQUEST_ID
@@ -30,30 +31,6 @@ API_ROUTES = {
 }
 JSON = "application/json"
 _STARTED = int(time.time())
-
-
-class HttpBody:
-    """The body of an aiohttp request, read only when model code asks for it."""
-
-    __slots__ = ("_request",)
-
-    def __init__(self, request: web.Request) -> None:
-        self._request = request
-
-    def received(self) -> bytes | None:
-        content = self._request.content
-        if content.is_eof():
-            # All of it has arrived (a small body usually comes with the headers): take it
-            # without aiohttp's read loop and copy.
-            return content.read_nowait()
-        return None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._request.content.iter_any():
-            yield chunk
-
-    def declared_length(self) -> int | None:
-        return self._request.content_length
 
 
 class HttpRequest(Request):
@@ -83,7 +60,7 @@ class Routes:
         self._pipeline = pipeline
         self._metrics = metrics
         self._model_name = config.model.model_name
-        self._body_limits = BodyLimits.of(config.model.runtime)
+        self._body_limits = pipeline.body_limits
         self._router: web.UrlDispatcher | None = None
         self._fallback: web.AbstractResource | None = None
 

@@ -55,6 +55,7 @@ class HttpServer:
             # connected or last answered: the keep-alive idle limit, and also the limit on
             # sending a request's headers (slow-loris), as one timer.
             keepalive_timeout=runtime.idle_timeout_s or _NEVER_S,  # 0 would mean "at once"
+            auto_decompress=False,  # http/body.py inflates, counting as it goes
         )
         await runner.setup()
         server_config = self._config.server

@@ -11,13 +11,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from daemon.admission import AdmissionController
+from daemon.body_memory import BodyMemory
 from daemon.config import Config, ModelConfig, secret_env_name
 from daemon.engine.core import EngineCore
 from daemon.errors import ModelDefinitionError
-from daemon.admission import AdmissionController
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.signature import check_model_class
+from daemon.request import BodyLimits
 
 
 class Secrets(Mapping[str, str]):
@@ -128,9 +130,12 @@ def build_pipeline(config: Config, metrics: Metrics,
     runtime = model.runtime
     admission = AdmissionController(runtime.predict_concurrency, runtime.max_queue,
                                     runtime.queue_timeout_s)
+    body_limits = BodyLimits.of(runtime, BodyMemory(runtime.max_body_memory_bytes))
     pipeline = ModelPipeline(functools.partial(construct, cls, kwargs), specs,
-                             admission=admission, request_timeout_s=runtime.request_timeout_s,
+                             admission=admission, body_limits=body_limits,
+                             request_timeout_s=runtime.request_timeout_s,
                              write_timeout_s=runtime.write_timeout_s, metrics=metrics,
                              engine_unavailable=engine.unavailable if engine else None)
-    metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting)
+    metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting,
+                  body_memory=lambda: body_limits.memory.held if body_limits.memory else 0)
     return pipeline

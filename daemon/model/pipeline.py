@@ -30,7 +30,7 @@ from daemon.model.method import BoundMethod
 from daemon.model.signature import MethodSpec
 from daemon.model.streams import ChunkStream, as_chunks, close_chunks
 from daemon.model.truss_compat import as_response, model_error
-from daemon.request import Request, current_request
+from daemon.request import BodyLimits, Request, current_request
 
 log = logging.getLogger("twinserve.model")
 
@@ -55,12 +55,14 @@ class ModelPipeline:
     """Runs one loaded model's methods for both transports."""
 
     def __init__(self, factory: Callable[[], Any], specs: Mapping[str, MethodSpec], *,
-                 admission: AdmissionController, request_timeout_s: float | None = None,
+                 admission: AdmissionController, body_limits: BodyLimits,
+                 request_timeout_s: float | None = None,
                  write_timeout_s: float | None = None,
                  metrics: Metrics | None = None,
                  engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
         self._engine_unavailable = engine_unavailable  # the engine's readiness, if any
+        self.body_limits = body_limits  # what the front ends give every Request
         self._request_timeout_s = request_timeout_s
         self._write_timeout_s = write_timeout_s
         self._metrics = metrics
@@ -185,6 +187,7 @@ class ModelPipeline:
             inputs = None
             binary = False
             if method.reads_body:
+                self.admission.check_room()  # a call that would be refused reads nothing
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
                 data = request.received_body()
                 if data is None:

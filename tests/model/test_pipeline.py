@@ -46,16 +46,19 @@ class FailsToLoad:
         return model_input
 
 
+LIMITS = BodyLimits(1 << 20)
+
+
 def pipeline(model: Any, *, concurrency: int = 4, max_queue: int | None = None,
              timeout: float | None = None) -> ModelPipeline:
     return ModelPipeline(lambda: model, check_model_class(type(model)),
                          admission=AdmissionController(concurrency, max_queue),
-                         request_timeout_s=timeout)
+                         body_limits=LIMITS, request_timeout_s=timeout)
 
 
 def request(body: bytes) -> Request:
     return Request(transport="http", route="predict", request_id="test-request",
-                   body=BytesBody(body), limits=BodyLimits(1 << 20))
+                   body=BytesBody(body), limits=LIMITS)
 
 
 async def call(pipe: ModelPipeline, body: bytes) -> Any:
