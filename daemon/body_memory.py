@@ -1,12 +1,13 @@
 """The memory that request bodies may hold at once, read and parsed, across both transports.
 
-A body that has to be read (it did not arrive with its call) first reserves what it could
-cost at worst: its size times the worst expansion of its format once parsed
-(`codec.WORST_EXPANSION`), capped at the whole pool. Once read, it is measured
-(`codec.parsed_size_bound`) and keeps only that, until its call ends. So the bodies being
-read, parsed and served never hold more than runtime.max_body_memory_bytes together, and no
-reservation ever has to grow (which could leave every holder waiting on the others). A body
-whose measure alone exceeds the pool is refused (413) without being parsed.
+A body larger than `request.SMALL_BODY_BYTES` takes its share before it is parsed: one that
+has already arrived (a unary gRPC message) is measured (`codec.parsed_size_bound`) and
+waits for that much; one that has to be read first reserves what it could cost at worst
+(`codec.parsed_size_worst`, capped at the whole pool), and once read and measured keeps only
+its measure. Either holds its share until its call ends. So the bodies being read, parsed
+and served never hold more than runtime.max_body_memory_bytes together, and no reservation
+ever has to grow (which could leave every holder waiting on the others). A body whose
+measure alone exceeds the pool is refused (413) without being parsed.
 
 Waiting is first come, first served: a large body is not passed over by a stream of small
 ones. It ends when the call does (its client leaves, or its time limit passes).
@@ -43,9 +44,10 @@ class BodyMemory:
         return self.capacity - self._free
 
     async def reserve(self, size: int) -> int:
-        """Take `size` bytes (at most the whole pool), waiting in line; returns what was
-        taken, for `release()`."""
-        size = min(size, self.capacity)
+        """Take `size` bytes, waiting in line (BodyTooLargeToParse if that is more than the
+        whole pool); returns `size`, for `release()`."""
+        if size > self.capacity:
+            raise BodyTooLargeToParse(size, self.capacity)
         if not self._waiters and size <= self._free:
             self._free -= size
             return size

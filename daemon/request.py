@@ -20,6 +20,11 @@ from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge
 Transport = Literal["http", "grpc"]
 
 
+SMALL_BODY_BYTES = 64 * 1024
+"""Bodies up to this size take no share of the body memory: parsed, they cost at most a few
+MiB, and the admission line bounds how many wait at once."""
+
+
 class BodySource(Protocol):
     """Where a request's body comes from; each transport provides one.
 
@@ -175,21 +180,30 @@ class Request:
     async def body(self) -> bytes:
         """The whole body, read once and cached; PayloadTooLarge past the limit.
 
-        A body that has to be read holds its share of runtime.max_body_memory_bytes
-        (daemon/body_memory.py) from before the read until the call ends."""
+        A body larger than SMALL_BODY_BYTES holds its share of runtime.max_body_memory_bytes
+        (daemon/body_memory.py) from before it is read until the call ends."""
         body = self.received_body()
-        if body is None:
-            memory = self._limits.memory
-            form = codec.form_of(self.content_type)
-            if memory is not None:
-                declared = self._body_source.declared_length()
-                self._memory_held = await memory.reserve(codec.parsed_size_worst(
-                    self._limits.max_bytes if declared is None else declared, form))
-            body = self._body = b"".join([chunk async for chunk in self.stream()])
-            if memory is not None:
-                held, self._memory_held = self._memory_held, 0  # keep() frees it if it raises
-                self._memory_held = memory.keep(held, codec.parsed_size_bound(body, form))
+        memory = self._limits.memory
+        if memory is None or self._memory_held or (body is not None
+                                                   and len(body) <= SMALL_BODY_BYTES):
+            if body is None:
+                body = self._body = await self._read_all()
+            return body
+        form = codec.form_of(self.content_type)
+        if body is not None:  # here already (a unary gRPC message): measure it, then wait
+            self._memory_held = await memory.reserve(codec.parsed_size_bound(body, form))
+            return body
+        declared = self._body_source.declared_length()
+        worst = codec.parsed_size_worst(self._limits.max_bytes if declared is None else declared,
+                                        form)
+        self._memory_held = await memory.reserve(min(worst, memory.capacity))
+        body = self._body = await self._read_all()
+        held, self._memory_held = self._memory_held, 0  # keep() frees it if it raises
+        self._memory_held = memory.keep(held, codec.parsed_size_bound(body, form))
         return body
+
+    async def _read_all(self) -> bytes:
+        return b"".join([chunk async for chunk in self.stream()])
 
     def release_memory(self) -> None:
         """The call is over: give back its body's share of the body memory."""

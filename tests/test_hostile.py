@@ -367,6 +367,16 @@ def test_a_body_too_dense_to_parse_is_413_before_parsing(tight: DaemonProcess) -
     assert tight.peak_rss_mib() - before < 64  # read (6 MiB), measured, never parsed
 
 
+def test_a_grpc_message_too_dense_to_parse_is_refused_unparsed(tight: DaemonProcess) -> None:
+    before = tight.peak_rss_mib()
+    with GrpcClient(tight.grpc_target, timeout=30) as client:
+        with pytest.raises(TwinserveError) as info:
+            client.predict([{}] * (2 << 20))  # a 6 MiB message, ~140 MiB once parsed
+    assert info.value.code == "RESOURCE_EXHAUSTED"
+    assert "runtime.max_body_memory_bytes" in info.value.message
+    assert tight.peak_rss_mib() - before < 64
+
+
 def test_large_bodies_waiting_for_the_model_share_the_body_memory(tight: DaemonProcess) -> None:
     body = json.dumps({"sleep": 0.3, "pad": [0.123456] * (2 << 20)}).encode()  # 18 MiB
     before = tight.peak_rss_mib()

@@ -30,7 +30,7 @@ from daemon.model.method import BoundMethod
 from daemon.model.signature import MethodSpec
 from daemon.model.streams import ChunkStream, as_chunks, close_chunks
 from daemon.model.truss_compat import as_response, model_error
-from daemon.request import BodyLimits, Request, current_request
+from daemon.request import SMALL_BODY_BYTES, BodyLimits, Request, current_request
 
 log = logging.getLogger("twinserve.model")
 
@@ -190,8 +190,8 @@ class ModelPipeline:
                 self.admission.check_room()  # a call that would be refused reads nothing
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
                 data = request.received_body()
-                if data is None:
-                    data = await request.body()
+                if data is None or len(data) > SMALL_BODY_BYTES:
+                    data = await request.body()  # waits for its share of the body memory
                 binary = codec.is_binary(request.content_type)
                 inputs = codec.unpack(data) if binary else codec.loads(data)
             if method.pre is not None:
