@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.engine.cancel import CancelSignal
+from daemon.engine.chat_prompt import chat_token_ids
 from daemon.engine.detokenize import IncrementalDetokenizer
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
 from daemon.errors import InvalidInput, ModelDefinitionError, ModelError, NotReady
@@ -170,9 +171,7 @@ class HfBackend:
                                "(transformers' continuous batching has no per-request "
                                "repetition penalty); leave it at 1", "repetition_penalty")
         if request.messages is not None:
-            text = self._tokenizer.apply_chat_template(
-                list(request.messages), tokenize=False, add_generation_prompt=True)
-            ids = self._tokenizer(text, add_special_tokens=False).input_ids
+            ids = chat_token_ids(self._tokenizer, request.messages)
             field = "messages"
         else:
             assert request.prompt is not None
