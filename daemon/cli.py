@@ -77,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     from daemon.server import Server
 
+    _raise_open_files_limit()
     _install_uvloop()
     return asyncio.run(Server(config, pipeline, metrics=metrics, engine=engine).run())
 
@@ -112,6 +113,25 @@ def _call(args: argparse.Namespace) -> int:
         return 1
     finally:
         client.close()
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit, not the soft one (often
+    1024), so idle or slow clients run into the idle timeout before they run the daemon out
+    of descriptors, as nginx's worker_rlimit_nofile does."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, hard,
+                        exc)
 
 
 def _install_uvloop() -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import concurrent.futures
 import gzip
 import json
+import resource
 import socket
 import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +25,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from clients import GrpcClient, TwinserveError
 from tests.conftest import StartDaemon
 from tests.grpc.test_health import Health
-from tests.harness import MODELS, DaemonProcess, copy_model
+from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model
 from tests.scrape import metric, wait_for_metric
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import PredictRequest, UploadRequest
@@ -414,3 +416,18 @@ def test_a_gzip_bomb_is_413_without_inflating_it(tight: DaemonProcess) -> None:
     assert answer.status_code == 413
     assert answer.json()["error"]["type"] == "request_too_large"
     assert tight.peak_rss_mib() - before < 64 + 32  # at most the 64 MiB limit was inflated
+
+
+def test_the_daemon_takes_the_hard_open_files_limit(
+        start_daemon_per_test: StartDaemon) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"this machine's hard limit ({hard}) leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the daemon inherits it
+    try:
+        daemon = start_daemon_per_test(EXAMPLES / "echo", wait="listening")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert line.split()[3:5] == [str(hard), str(hard)]
