@@ -217,9 +217,10 @@ class Request:
         if self._body is None:
             if self._streamed:
                 raise InvalidInput("the request body was already consumed by stream()")
-            self._limits.check_size(self._body_source.declared_length() or 0)
             self._body = self._body_source.received()
-            if self._body is not None:
+            if self._body is None:  # to be read: refuse it now if it says it is too large
+                self._limits.check_size(self._body_source.declared_length() or 0)
+            else:
                 self._streamed = True
                 self._limits.check_size(len(self._body))
         return self._body

@@ -26,13 +26,7 @@ from daemon.grpc.messages import Malformed, parser
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
-from daemon.request import (
-    BodySource,
-    BytesBody,
-    Headers,
-    Request,
-    new_request_id,
-)
+from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
