@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from daemon import codec
 from daemon.body_memory import BodyMemory
 from daemon.config import RuntimeConfig
-from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge
+from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge, TwinserveError
 
 Transport = Literal["http", "grpc"]
 
@@ -137,6 +137,9 @@ class Request:
     _streamed = False
     _memory_held = 0
     disconnect_reason: str | None = None
+    # What the client is told when the server ended the call (daemon/model/interrupt.py).
+    interrupted_by: Callable[[], TwinserveError] | None = None
+    started_at: float | None = None  # loop time the call began; the body timeouts count from it
     _disconnected_event: threading.Event | None = None  # made on first use
     _disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
 
@@ -241,12 +244,16 @@ class Request:
         chunks = aiter(self._body_source.chunks())
         idle_s, total_s = self._limits.idle_timeout_s, self._limits.timeout_s
         loop = asyncio.get_running_loop()
-        deadline = None if total_s is None else loop.time() + total_s
+        # Counted from when the call began, not from when the model started reading: a body
+        # that stalled while its call waited for a slot has used up its time already.
+        last = self.started_at if self.started_at is not None else loop.time()
+        deadline = None if total_s is None else last + total_s
         while True:
             try:
-                chunk = await _next_within(chunks, idle_s, deadline, loop)
+                chunk = await _next_within(chunks, idle_s, last, deadline, loop)
             except StopAsyncIteration:
                 return
+            last = loop.time()
             seen += len(chunk)
             self._limits.check_size(seen)
             yield chunk
@@ -304,20 +311,26 @@ def _noop() -> None:
     return None
 
 
-async def _next_within(chunks: AsyncIterator[bytes], idle_s: float | None,
+_ARRIVED_GRACE_S = 0.25
+
+
+async def _next_within(chunks: AsyncIterator[bytes], idle_s: float | None, last: float,
                        deadline: float | None, loop: asyncio.AbstractEventLoop) -> bytes:
-    """The next chunk of a body; BodyTimeout if it stalls for `idle_s`, or the whole body
-    runs past `deadline` (loop time); StopAsyncIteration at the end."""
-    if deadline is not None and (idle_s is None or deadline - loop.time() < idle_s):
-        wait, whole = deadline - loop.time(), True
+    """The next chunk of a body; BodyTimeout if nothing has come for `idle_s` since `last`
+    (loop time), or the whole body runs past `deadline`; StopAsyncIteration at the end."""
+    if deadline is not None and (idle_s is None or deadline < last + idle_s):
+        until, whole = deadline, True
     elif idle_s is not None:
-        wait, whole = idle_s, False
+        until, whole = last + idle_s, False
     else:
         return await anext(chunks)
+    # Time to take a chunk that arrived while the call waited for its slot, even when its
+    # time is up: the transport may need a round of the loop to hand it over (gRPC does).
+    until = max(until, loop.time() + _ARRIVED_GRACE_S)
     try:
         # Not wait_for: on 3.11 it can swallow the task's own cancel (a client that left)
         # when the read finishes at the same moment.
-        async with asyncio.timeout(wait):
+        async with asyncio.timeout_at(until):
             return await anext(chunks)
     except TimeoutError:
         raise BodyTimeout(None if whole else idle_s) from None

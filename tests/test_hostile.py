@@ -97,6 +97,27 @@ def test_a_stalled_body_is_408_and_frees_the_slot(hostile: DaemonProcess) -> Non
     assert "runtime.body_idle_timeout_s" in json.loads(body)["error"]["message"]
 
 
+def test_stalled_bodies_queued_for_the_slot_expire_together(hostile: DaemonProcess) -> None:
+    """Their time counts from when they arrived, not from when each gets the one slot:
+    five bodies that never start do not cost five body_idle_timeout_s in turn. (Bodies that
+    send a byte and then stall do: the daemon cannot tell when that byte came; README.)"""
+    sockets = [connect(hostile) for _ in range(5)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            for sock in sockets:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                             KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n")
+            answers = [pool.submit(read_until_closed, sock) for sock in sockets]
+            started = time.monotonic()
+            assert post(hostile, {"n": 8}).json() == {"n": 8}
+            # One idle timeout, then a quarter second each to see that nothing came.
+            assert time.monotonic() - started < 1 + 5 * 0.25 + 1.5
+            assert all(a.result().startswith(b"HTTP/1.1 408 ") for a in answers)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @pytest.mark.parametrize("sent", [0, 1], ids=["no-message", "one-message"])
 def test_a_stalled_grpc_upload_is_deadline_exceeded(hostile: DaemonProcess,
                                                    channel: grpc.Channel, sent: int) -> None:
@@ -149,8 +170,15 @@ def test_a_grpc_client_that_stops_reading_its_stream_frees_the_slot(
         started = time.monotonic()
         assert post(hostile, {"n": 3}).json() == {"n": 3}
         assert time.monotonic() - started < 8
+        # Read at last, the stream ends with a status saying why, not in silence.
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in call:
+                pass
+        assert time.monotonic() - started < 15  # well before the client's own deadline
     finally:
         call.cancel()
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "runtime.write_timeout_s" in str(info.value.details())
     after = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
     assert after == before + 1
 

@@ -23,6 +23,7 @@ from daemon.errors import BodyTimeout, TwinserveError
 from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
 from daemon.grpc.messages import Malformed, parser
+from daemon.model.interrupt import error_instead
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
@@ -164,8 +165,15 @@ class ModelServicer:
             result = await self._pipeline.call(request.route, request)
             answer = await reply(request, result)
         except asyncio.CancelledError:
-            self._done(request, started, grpc.StatusCode.CANCELLED)
-            raise
+            # Ended by the server while its answer was being written (time limit, drain, a
+            # client that stopped reading): the client is told why, as grpc.aio sends no
+            # status for a cancelled handler. Ended by the client: nothing to send.
+            error = error_instead(request)
+            if error is None:
+                self._done(request, started, grpc.StatusCode.CANCELLED)
+                raise
+            self._done(request, started, errors.code_for(error))
+            await errors.abort(context, error, request.request_id)
         except Refused as refused:
             self._done(request, started, refused.code)
             await errors.abort_refused(context, refused, request.request_id)

@@ -4,8 +4,10 @@ wait for them to finish, or end them when it runs out of time."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+from daemon.errors import TwinserveError
 from daemon.metrics import Metrics
 from daemon.model.interrupt import interrupt
 from daemon.request import Request
@@ -49,7 +51,7 @@ class InFlight:
         except asyncio.TimeoutError:
             return False
 
-    def interrupt_all(self, reason: str) -> None:
-        """End every call still in flight as if its client had left."""
+    def interrupt_all(self, reason: str, error: Callable[[], TwinserveError]) -> None:
+        """End every call still in flight, telling its client `error()`."""
         for request, (task, _) in list(self._live.items()):
-            interrupt(request, task, reason)
+            interrupt(request, task, reason, error)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from daemon import codec
 from daemon.admission import AdmissionController
-from daemon.errors import ModelError, NotFound, NotReady, TwinserveError
+from daemon.errors import DeadlineExceeded, ModelError, NotFound, NotReady, TwinserveError
 from daemon.metrics import Metrics
 from daemon.model.inflight import InFlight
 from daemon.model.interrupt import error_instead, interrupt
@@ -64,6 +64,9 @@ class ModelPipeline:
         self._engine_unavailable = engine_unavailable  # the engine's readiness, if any
         self.body_limits = body_limits  # what the front ends give every Request
         self._request_timeout_s = request_timeout_s
+        self._timed_out = functools.partial(
+            DeadlineExceeded,
+            f"request exceeded runtime.request_timeout_s ({request_timeout_s or 0:g}s)")
         self._write_timeout_s = write_timeout_s
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
@@ -155,7 +158,7 @@ class ModelPipeline:
 
     def cancel_in_flight(self) -> None:
         """End every call still in flight as if its client had left (the drain ran out)."""
-        self._calls.interrupt_all("drain")
+        self._calls.interrupt_all("drain", _DRAINED)
 
     def _stream_closed(self, request: Request) -> None:
         self.admission.release()
@@ -178,8 +181,9 @@ class ModelPipeline:
         assert loop is not None  # serving implies load() ran, on this loop
         task = asyncio.current_task(loop)  # with the loop given: no lookup (and no getpid(2))
         assert task is not None, "ModelPipeline.call must run in a task"
-        timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout") \
-            if self._request_timeout_s else None
+        request.started_at = loop.time()
+        timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout",
+                                self._timed_out) if self._request_timeout_s else None
         self._calls.add(request, task, timer)
         streaming = False
         running: BoundMethod | None = None  # the model method being awaited, named in its errors
@@ -218,7 +222,7 @@ class ModelPipeline:
                     streaming = True  # the stream holds the slot and the call until closed
                     return ChunkStream(chunks, request,
                                        functools.partial(self._stream_closed, request), route,
-                                       self._request_timeout_s, self._write_timeout_s)
+                                       self._write_timeout_s)
             finally:
                 if not streaming:
                     self.admission.release()
@@ -231,7 +235,7 @@ class ModelPipeline:
             return as_response(result, binary, route)
         except asyncio.CancelledError:
             request.mark_disconnected()
-            error = error_instead(request, self._request_timeout_s)
+            error = error_instead(request)
             if error is not None:
                 raise error from None
             raise
@@ -258,3 +262,7 @@ class ModelPipeline:
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def _DRAINED() -> NotReady:
+    return NotReady("server shut down before the call finished (runtime.drain_timeout_s ran out)")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
+from daemon.errors import DeadlineExceeded
 from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.truss_compat import model_error
 from daemon.request import Request
@@ -30,12 +32,11 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, timeout_s: float | None, write_timeout_s: float | None) -> None:
+                 method: str, write_timeout_s: float | None) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
-        self._timeout_s = timeout_s
         self._finished = False
         # The write watchdog: when the last chunk went to the transport, until it comes
         # back for the next (None while it is here). One timer per stream checks it.
@@ -57,7 +58,7 @@ class ChunkStream:
         except asyncio.CancelledError:
             self._request.mark_disconnected()
             await self.aclose()
-            error = error_instead(self._request, self._timeout_s)
+            error = error_instead(self._request)
             if error is not None:
                 raise error from None
             raise
@@ -84,7 +85,9 @@ class ChunkStream:
                         "(runtime.write_timeout_s)", self._request.request_id,
                         self._write_timeout_s)
             self._watchdog = None
-            interrupt(self._request, task, "write_timeout")
+            interrupt(self._request, task, "write_timeout", functools.partial(
+                DeadlineExceeded, f"the client read nothing of its stream for "
+                f"{self._write_timeout_s:g}s (runtime.write_timeout_s)"))
             return
         self._watchdog = asyncio.get_running_loop().call_at(
             (handed_out_at or now) + self._write_timeout_s, self._check_writing, task)
