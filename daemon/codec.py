@@ -29,9 +29,10 @@ def loads(data: bytes) -> Any:
         value = orjson.loads(data) if orjson is not None else json.loads(data)
     except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
-    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
-    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value,
-                                                                            MAX_JSON_DEPTH):
+    # A short body, or one with fewer brackets than the limit, cannot nest past it: most
+    # bodies skip the walk.
+    if len(data) > 2 * MAX_JSON_DEPTH and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH \
+            and _deeper_than(value, MAX_JSON_DEPTH):
         raise InvalidInput(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     return value
 

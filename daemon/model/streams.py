@@ -38,17 +38,19 @@ class ChunkStream:
         self._release: Callable[[], None] | None = release
         self._method = method
         self._finished = False
-        # The write watchdog: when the last chunk went to the transport, until it comes
-        # back for the next (None while it is here). One timer per stream checks it.
+        # The write watchdog: whether a chunk is out with the transport (until it comes back
+        # for the next), and how many went out. One timer per stream checks every
+        # write_timeout_s whether the same chunk is still out: no clock read per chunk.
         self._write_timeout_s = write_timeout_s
-        self._handed_out_at: float | None = None
+        self._out = False
+        self._handed = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
     def __aiter__(self) -> ChunkStream:
         return self
 
     async def __anext__(self) -> Any:
-        self._handed_out_at = None
+        self._out = False
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -66,21 +68,21 @@ class ChunkStream:
             self._finished = True
             await self.aclose()
             raise model_error(self._method, exc, self._request) from exc
-        if self._write_timeout_s is not None:
-            loop = asyncio.get_running_loop()
-            self._handed_out_at = loop.time()
-            if self._watchdog is None:
-                task = asyncio.current_task()  # the transport's, which writes what we hand out
-                assert task is not None
-                self._watchdog = loop.call_later(self._write_timeout_s, self._check_writing, task)
+        self._out = True
+        self._handed += 1
+        if self._watchdog is None and self._write_timeout_s is not None:
+            task = asyncio.current_task()  # the transport's, which writes what we hand out
+            assert task is not None
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self._write_timeout_s, self._check_writing, task, self._handed)
         return chunk
 
-    def _check_writing(self, task: asyncio.Task[Any]) -> None:
-        """End the call if the transport has been writing one chunk for write_timeout_s: the
-        client stopped reading, and its call must not hold a slot and a generation forever."""
+    def _check_writing(self, task: asyncio.Task[Any], handed: int) -> None:
+        """End the call if the chunk that was out at the last check still is: the client
+        stopped reading (it has waited write_timeout_s, at most twice that), and its call must
+        not hold a slot and a generation forever."""
         assert self._write_timeout_s is not None
-        handed_out_at, now = self._handed_out_at, asyncio.get_running_loop().time()
-        if handed_out_at is not None and now - handed_out_at >= self._write_timeout_s:
+        if self._out and self._handed == handed:
             log.warning("request %s: the client read nothing for %gs; ending its stream "
                         "(runtime.write_timeout_s)", self._request.request_id,
                         self._write_timeout_s)
@@ -89,8 +91,8 @@ class ChunkStream:
                 DeadlineExceeded, f"the client read nothing of its stream for "
                 f"{self._write_timeout_s:g}s (runtime.write_timeout_s)"))
             return
-        self._watchdog = asyncio.get_running_loop().call_at(
-            (handed_out_at or now) + self._write_timeout_s, self._check_writing, task)
+        self._watchdog = asyncio.get_running_loop().call_later(
+            self._write_timeout_s, self._check_writing, task, self._handed)
 
     async def aclose(self) -> None:
         """Stop the model's generator and free its slot. Never raises: this is cleanup."""
