@@ -22,32 +22,32 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 
 
 class HttpBody:
-    __slots__ = ("_request", "_encoding")
+    __slots__ = ("request",)
 
     def __init__(self, request: web.Request) -> None:
-        self._request = request
-        self._encoding: str | None = None  # looked up on first use
+        self.request = request
 
     def received(self) -> bytes | None:
-        content = self._request.content
-        if content.is_eof() and not self._encoded():
+        content = self.request.content
+        if content.is_eof() and hdrs.CONTENT_ENCODING not in self.request.headers:
             # All of it has arrived (a small body usually comes with the headers): take it
             # without aiohttp's read loop and copy.
             return content.read_nowait()
         return None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        if not self._encoded():
-            async for chunk in self._request.content.iter_any():
+        encoding = self.request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+        if encoding == "identity":
+            async for chunk in self.request.content.iter_any():
                 yield chunk
             return
-        wbits = _WBITS.get(self._encoding or "")
+        wbits = _WBITS.get(encoding)
         if wbits is None:
-            raise ClientError(f"Content-Encoding {self._encoding!r} is not supported; send "
-                              "gzip, deflate or an uncompressed body", 415)
+            raise ClientError(f"Content-Encoding {encoding!r} is not supported; send gzip, "
+                              "deflate or an uncompressed body", 415)
         inflater = zlib.decompressobj(wbits)
         try:
-            async for compressed in self._request.content.iter_any():
+            async for compressed in self.request.content.iter_any():
                 pending = compressed
                 while pending:
                     piece = inflater.decompress(pending, _PIECE)
@@ -55,16 +55,12 @@ class HttpBody:
                     if piece:
                         yield piece
         except zlib.error as exc:
-            raise InvalidInput(f"request body is not valid {self._encoding}: {exc}") from exc
+            raise InvalidInput(f"request body is not valid {encoding}: {exc}") from exc
         if not inflater.eof:
-            raise InvalidInput(f"request body ends inside its {self._encoding} stream")
+            raise InvalidInput(f"request body ends inside its {encoding} stream")
 
     def declared_length(self) -> int | None:
         # A compressed body's Content-Length says nothing of what it inflates to.
-        return None if self._encoded() else self._request.content_length
-
-    def _encoded(self) -> bool:
-        if self._encoding is None:
-            self._encoding = self._request.headers.get(hdrs.CONTENT_ENCODING, "identity")\
-                .strip().lower()
-        return self._encoding != "identity"
+        if hdrs.CONTENT_ENCODING in self.request.headers:
+            return None
+        return self.request.content_length

@@ -20,7 +20,7 @@ from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED
-from daemon.request import BodyLimits, Request, Response
+from daemon.request import Request, Response
 
 API_ROUTES = {
     "/v1/chat/completions": "chat_completions",
@@ -34,23 +34,18 @@ _STARTED = int(time.time())
 
 
 class HttpRequest(Request):
-    """The `Request` of an HTTP call: its path and query string are decoded only when read."""
+    """The `Request` of an HTTP call: its path and query string are decoded only when read,
+    from the aiohttp request its body holds."""
 
-    def __init__(self, request: web.Request, *, route: str, request_id: str,
-                 limits: BodyLimits, content_type: str) -> None:
-        # The headers are aiohttp's, case-insensitive already.
-        super().__init__(transport="http", route=route, request_id=request_id,
-                         body=HttpBody(request), limits=limits,
-                         headers=request.headers, content_type=content_type)
-        self._http = request
+    _body_source: HttpBody
 
     @property
     def query(self) -> Mapping[str, str]:
-        return self._http.query
+        return self._body_source.request.query
 
     @property
     def path(self) -> str:
-        return self._http.path
+        return self._body_source.request.path
 
 
 class Routes:
@@ -103,8 +98,9 @@ class Routes:
         async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
             if check_name:
                 self._check_model_name(request)
-            twin = HttpRequest(
-                request, route=route, request_id=request_id, limits=limits,
+            twin = HttpRequest(  # aiohttp's headers are case-insensitive already
+                transport="http", route=route, request_id=request_id, body=HttpBody(request),
+                limits=limits, headers=request.headers,
                 content_type=content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
             result = await call(route, twin)
             if isinstance(result, ChunkStream):

@@ -181,7 +181,6 @@ class ModelPipeline:
         assert loop is not None  # serving implies load() ran, on this loop
         task = asyncio.current_task(loop)  # with the loop given: no lookup (and no getpid(2))
         assert task is not None, "ModelPipeline.call must run in a task"
-        request.started_at = loop.time()
         timer = loop.call_later(self._request_timeout_s, interrupt, request, task, "timeout",
                                 self._timed_out) if self._request_timeout_s else None
         self._calls.add(request, task, timer)
@@ -191,13 +190,17 @@ class ModelPipeline:
             inputs = None
             binary = False
             if method.reads_body:
-                self.admission.check_room()  # a call that would be refused reads nothing
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
                 data = request.received_body()
                 if data is None or len(data) > SMALL_BODY_BYTES:
+                    self.admission.check_room()  # a call that would be refused reads nothing
                     data = await request.body()  # waits for its share of the body memory
                 binary = codec.is_binary(request.content_type)
                 inputs = codec.unpack(data) if binary else codec.loads(data)
+            else:
+                # The model reads the body itself, holding its slot: the body's time limits
+                # count from now, not from when it gets the slot.
+                request.started_at = loop.time()
             if method.pre is not None:
                 running = method.pre
                 inputs = await running.start(inputs, request)
