@@ -17,6 +17,19 @@ def test_defaults_for_a_bare_directory(tmp_path: Path) -> None:
     assert config.runtime.max_request_bytes == 64 * MiB
 
 
+def test_client_limits_have_defaults_and_null_turns_each_off(tmp_path: Path) -> None:
+    runtime = load_model_config(tmp_path).runtime
+    assert (runtime.max_queue, runtime.idle_timeout_s, runtime.body_idle_timeout_s,
+            runtime.body_timeout_s, runtime.write_timeout_s, runtime.max_body_memory_bytes) \
+        == (256, 30.0, 30.0, 300.0, 60.0, 512 * MiB)
+    keys = ("max_queue", "idle_timeout_s", "body_idle_timeout_s", "body_timeout_s",
+            "write_timeout_s")
+    off = parse_model_config(tmp_path, {"runtime": dict.fromkeys(keys)}).runtime
+    assert [getattr(off, key) for key in keys] == [None] * len(keys)
+    set_ = parse_model_config(tmp_path, {"runtime": {"write_timeout_s": 5}}).runtime
+    assert set_.write_timeout_s == 5.0
+
+
 def test_truss_build_keys_are_accepted(tmp_path: Path) -> None:
     config = parse_model_config(tmp_path, {"requirements": ["x"], "resources": {"cpu": "1"},
                                            "runtime": {"predict_concurrency": 4,
@@ -31,6 +44,9 @@ def test_truss_build_keys_are_accepted(tmp_path: Path) -> None:
         ({"runtime": {"predict_concurency": 2}}, "runtime.predict_concurency: unknown key"),
         ({"runtime": {"max_request_bytes": 0}}, "runtime.max_request_bytes: expected a positive"),
         ({"runtime": []}, "runtime: expected a mapping"),
+        ({"runtime": {"idle_timeout_s": 0}}, "runtime.idle_timeout_s: expected a positive"),
+        ({"runtime": {"max_body_memory_bytes": "lots"}},
+         "runtime.max_body_memory_bytes: expected a positive integer"),
         ({"secrets": {"a": ["b"]}}, "secrets.a: expected a string"),
         ({"model_class_name": ""}, "model_class_name: expected a non-empty string"),
     ],
