@@ -459,3 +459,21 @@ def test_the_daemon_takes_the_hard_open_files_limit(
     limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
     assert line.split()[3:5] == [str(hard), str(hard)]
+
+
+def test_a_call_that_would_be_refused_is_refused_before_its_body(
+        start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = copy_model(tmp_path_factory.mktemp("full"), MODELS / "concurrency",
+                      "model_name: full\nruntime:\n  predict_concurrency: 1\n  max_queue: 0\n")
+    daemon = start_daemon(root)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(httpx.post, f"{daemon.http_url}/predict", json={"sleep": 2},
+                           timeout=10)
+        deadline = time.monotonic() + 5
+        while metric(daemon, "twinserve_in_flight") != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with connect(daemon) as sock:  # a 1 MiB body announced, none of it sent
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: 1048576\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 429 ")
+        assert busy.result().status_code == 200
