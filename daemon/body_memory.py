@@ -60,7 +60,10 @@ class BodyMemory:
             if waiter.done() and not waiter.cancelled():
                 self.release(size)  # granted just as the call ended
             else:
-                self._waiters.remove(entry)
+                try:
+                    self._waiters.remove(entry)
+                except ValueError:
+                    pass  # its turn came after it was cancelled: _wake passed it over
                 self._wake()  # those behind it may fit now
             raise
         return size

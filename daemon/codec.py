@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 
@@ -49,35 +49,38 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-# What parsing a body builds, per byte of the body (CPython 3.11, 64-bit, measured): JSON is
-# bounded by counting its structure; msgpack's structure cannot be counted without parsing,
-# so it is charged a typical expansion, not a bound; other bodies are handed over as bytes.
-_JSON_BYTES_PER = ((b"{", 180), (b"[", 64), (b'"', 32), (b",", 32), (b":", 24))
+# What parsing a body builds (CPython 3.11, 64-bit, measured): JSON is bounded by counting
+# its structure; msgpack's structure cannot be counted without parsing, so it is charged a
+# typical expansion, not a bound; other bodies are handed over as bytes.
+BodyForm = Literal["json", "msgpack", "bytes"]
+_JSON_COST = {b"{": 180, b"[": 64, b'"': 32, b",": 32, b":": 24}  # bytes built per char
 _MSGPACK_EXPANSION = 8
 
 
-def parsed_size_worst(size: int, form: str) -> int:
-    """The most `parsed_size_bound` can say of a body of `size` bytes, before reading it.
-    JSON's worst is `[{},{},...]`: a dict and a slot for every 3 bytes."""
+def parsed_size_bound(data: bytes, form: BodyForm) -> int:
+    """The memory a body takes, raw plus parsed: an upper bound for JSON (each `{` a dict
+    with its first keys, each `[` a list, each `"` half a string, each `,` and `:` a value or
+    key slot), an estimate for msgpack."""
     if form == "json":
-        return size + size * (180 + 32) // 3 + 180 + 64
-    if form == "msgpack":
-        return size * (1 + _MSGPACK_EXPANSION)
-    return size
-
-
-def parsed_size_bound(data: bytes, form: str) -> int:
-    """The memory a body of `form` ("json", "msgpack", "bytes") takes, raw plus parsed: an
-    upper bound for JSON (each `{` a dict with its first keys, each `[` a list, each `"`
-    half a string, each `,` and `:` a value or key slot), an estimate for msgpack."""
-    if form == "json":
-        return len(data) + sum(data.count(char) * cost for char, cost in _JSON_BYTES_PER)
+        return len(data) + sum(data.count(char) * cost for char, cost in _JSON_COST.items())
     if form == "msgpack":
         return len(data) * (1 + _MSGPACK_EXPANSION)
     return len(data)
 
 
-def form_of(content_type: str) -> str:
+def parsed_size_worst(size: int, form: BodyForm) -> int:
+    """The most `parsed_size_bound` can say of a body of `size` bytes, before reading it.
+    JSON's worst is `[{},{},...]`: a dict and a slot for every 3 bytes (plus the outer
+    brackets)."""
+    if form == "json":
+        return size + size * (_JSON_COST[b"{"] + _JSON_COST[b","]) // 3 \
+            + _JSON_COST[b"{"] + _JSON_COST[b"["]
+    if form == "msgpack":
+        return size * (1 + _MSGPACK_EXPANSION)
+    return size
+
+
+def form_of(content_type: str) -> BodyForm:
     """How a body of this content type is parsed: "json", "msgpack" or "bytes"."""
     if is_binary(content_type):
         return "msgpack"

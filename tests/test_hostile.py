@@ -142,6 +142,40 @@ def test_a_stalled_grpc_upload_is_deadline_exceeded(hostile: DaemonProcess,
     assert "runtime.body_idle_timeout_s" in str(info.value.details())
 
 
+def test_a_body_that_trickles_past_body_timeout_s_is_408(
+        start_daemon: StartDaemon, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = copy_model(tmp_path_factory.mktemp("trickle"), MODELS / "hostile",
+                      "model_name: trickle\nruntime:\n  body_idle_timeout_s: 1\n"
+                      "  body_timeout_s: 1.5\n")
+    daemon = start_daemon(root)
+    with connect(daemon) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        sock.settimeout(0.4)
+        answer = b""
+        for _ in range(20):  # a byte every 0.4 s: never idle for 1 s, never done
+            try:
+                sock.sendall(b" ")
+                answer += sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert "runtime.body_timeout_s" in json.loads(body)["error"]["message"]
+
+
+def test_a_malformed_message_mid_upload_is_invalid_argument(channel: grpc.Channel) -> None:
+    upload: Any = channel.stream_unary(service.method_path(service.UPLOAD))  # bytes as is
+    first = UploadRequest(data=b'{"n": ', content_type="application/json").SerializeToString()
+    with pytest.raises(grpc.RpcError) as info:
+        upload(iter([first, b"\xff\xff\xff\xff"]), metadata=METADATA, timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "the request is not a valid twinserve.v1.UploadRequest message"
+
+
 def test_a_client_that_stops_reading_its_stream_frees_the_slot(hostile: DaemonProcess) -> None:
     before = metric(hostile, 'twinserve_cancellations_total{reason="write_timeout"}')
     with socket.socket() as sock:
@@ -425,6 +459,7 @@ def test_large_bodies_waiting_for_the_model_share_the_body_memory(tight: DaemonP
     ("gzip", gzip.compress(b'{"n": 7}'), 200),
     ("deflate", zlib.compress(b'{"n": 7}'), 200),
     ("gzip", b"\x1f\x8b\x08\x00 not really gzip", 400),
+    ("gzip", gzip.compress(b'{"n": 7}')[:-12], 400),  # cut short
     ("br", b"\x0b\x02\x80{}\x03", 415),
 ])
 def test_compressed_bodies(hostile: DaemonProcess, encoding: str, body: bytes,

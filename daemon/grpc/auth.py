@@ -22,8 +22,9 @@ from grpc_health.v1 import health
 from daemon.auth import AuthCheck
 from daemon.errors import Unauthenticated
 from daemon.grpc.errors import REQUEST_ID_KEY
+from daemon.grpc.messages import metadata_headers
 from daemon.observe import UNMATCHED, CallObserver
-from daemon.request import Headers, new_request_id
+from daemon.request import new_request_id
 
 # Probes need no key, as on HTTP (/health/*); everything else does, reflection included:
 # a deployment that sets a key has not chosen to publish its schema.
@@ -44,9 +45,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                                 ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if details.method.startswith(_OPEN_PREFIXES):
             return await continuation(details)
-        # Binary (`-bin`) metadata arrives as bytes; keys are text.
-        headers = Headers({key: value for key, value in details.invocation_metadata or ()
-                           if isinstance(value, str)})
+        headers = metadata_headers(details.invocation_metadata)
         try:
             self._auth(headers)
         except Unauthenticated as refusal:

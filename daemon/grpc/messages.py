@@ -1,4 +1,5 @@
-"""Request messages parsed so that one that does not parse is answered, not thrown.
+"""What a call brings, read the same way wherever it is read: its metadata as headers, and
+its request messages, parsed so that one that does not parse is answered, not thrown.
 
 grpc.aio calls a handler's deserializer before the handler runs; if it raises, grpc.aio
 answers UNKNOWN with the parser's own text, and the call escapes our metrics and logs. So
@@ -8,14 +9,21 @@ INVALID_ARGUMENT like any other bad input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
 from daemon.errors import InvalidInput
+from daemon.request import Headers
 
 M = TypeVar("M", bound=Message)
+
+
+def metadata_headers(metadata: Iterable[tuple[str, Any]] | None) -> Headers:
+    """A call's metadata as the headers model code and the key check see: text values only
+    (binary `-bin` metadata arrives as bytes)."""
+    return Headers({key: value for key, value in metadata or () if isinstance(value, str)})
 
 
 class Malformed:

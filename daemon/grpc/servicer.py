@@ -22,12 +22,12 @@ from daemon import codec
 from daemon.errors import BodyTimeout, TwinserveError
 from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
-from daemon.grpc.messages import Malformed, parser
+from daemon.grpc.messages import Malformed, metadata_headers, parser
 from daemon.model.interrupt import error_instead
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
-from daemon.request import BodySource, BytesBody, Headers, Request, new_request_id
+from daemon.request import BodySource, BytesBody, Request, new_request_id
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
@@ -199,9 +199,7 @@ class ModelServicer:
     def _to_request(self, context: Context, route: str, body: BodySource,
                     content_type: str | None = None) -> Request:
         """`content_type` None: a JSON RPC; "" on a raw RPC means application/octet-stream."""
-        # Binary (`-bin`) metadata arrives as bytes; model code sees text headers only.
-        headers = Headers({key: value for key, value in context.invocation_metadata() or ()
-                           if isinstance(value, str)})
+        headers = metadata_headers(context.invocation_metadata())
         request_id = headers.get(REQUEST_ID_KEY) or new_request_id()
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         if content_type is None:

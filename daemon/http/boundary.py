@@ -17,6 +17,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from daemon.auth import AuthCheck
 from daemon.errors import TwinserveError
 from daemon.http import formats
+from daemon.http.body import HttpBody
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
 from daemon.http.formats import WireFormat
 from daemon.http.headers import REQUEST_ID
@@ -86,7 +87,7 @@ class Boundary:
             try:
                 if auth is not None:
                     auth(request.headers)
-                limits.check_size(request.content_length or 0)
+                limits.check_size(HttpBody(request).declared_length() or 0)  # as read later
             except TwinserveError as err:
                 request_id = request.headers.get(REQUEST_ID) or new_request_id()
                 response = error_response(err, request_id, wire)

@@ -267,5 +267,5 @@ class ModelPipeline:
 _PLAIN = (dict, list, str, int, float, bool, type(None))
 
 
-def _DRAINED() -> NotReady:
-    return NotReady("server shut down before the call finished (runtime.drain_timeout_s ran out)")
+_DRAINED = functools.partial(
+    NotReady, "server shut down before the call finished (runtime.drain_timeout_s ran out)")
