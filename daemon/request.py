@@ -8,16 +8,18 @@ import dataclasses
 import itertools
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from daemon import codec
 from daemon.body_memory import BodyMemory
+from daemon.body_prefetch import BodyPrefetch
 from daemon.config import RuntimeConfig
 from daemon.errors import BodyTimeout, InvalidInput, PayloadTooLarge, TwinserveError
 
 Transport = Literal["http", "grpc"]
+T = TypeVar("T")
 
 
 SMALL_BODY_BYTES = 64 * 1024
@@ -136,6 +138,7 @@ class Request:
     _body: bytes | None = None
     _streamed = False
     _memory_held = 0
+    _prefetch: BodyPrefetch | None = None  # while_waiting() took in the body's first bytes
     disconnect_reason: str | None = None
     # What the client is told when the server ended the call (daemon/model/interrupt.py).
     interrupted_by: Callable[[], TwinserveError] | None = None
@@ -208,11 +211,23 @@ class Request:
     async def _read_all(self) -> bytes:
         return b"".join([chunk async for chunk in self.stream()])
 
-    def release_memory(self) -> None:
-        """The call is over: give back its body's share of the body memory."""
+    async def while_waiting(self, waiting: Awaitable[T]) -> T:
+        """Await `waiting` (the call's turn for a slot), taking in the body's first bytes
+        meanwhile (daemon/body_prefetch.py) so that its idle time counts from their arrival."""
+        if self._body is not None or self._streamed or self._limits.idle_timeout_s is None:
+            return await waiting
+        self._prefetch = BodyPrefetch(aiter(self._body_source.chunks()),
+                                      asyncio.get_running_loop())
+        return await waiting
+
+    def release_body(self) -> None:
+        """The call is over: give back its body's share of the body memory, and stop a read
+        of it still in flight."""
         if self._memory_held and self._limits.memory is not None:
             self._limits.memory.release(self._memory_held)
             self._memory_held = 0
+        if self._prefetch is not None:
+            self._prefetch.close()
 
     def received_body(self) -> bytes | None:
         """The whole body if it is here already, without waiting (`body()` waits): a small
@@ -220,6 +235,8 @@ class Request:
         if self._body is None:
             if self._streamed:
                 raise InvalidInput("the request body was already consumed by stream()")
+            if self._prefetch is not None:
+                return None  # partly taken in already: it is read through stream()
             self._body = self._body_source.received()
             if self._body is None:  # to be read: refuse it now if it says it is too large
                 self._limits.check_size(self._body_source.declared_length() or 0)
@@ -241,13 +258,22 @@ class Request:
         self._streamed = True
         self._limits.check_size(self._body_source.declared_length() or 0)  # before reading any
         seen = 0
-        chunks = aiter(self._body_source.chunks())
         idle_s, total_s = self._limits.idle_timeout_s, self._limits.timeout_s
         loop = asyncio.get_running_loop()
         # Counted from when the call began, not from when the model started reading: a body
         # that stalled while its call waited for a slot has used up its time already.
         last = self.started_at if self.started_at is not None else loop.time()
         deadline = None if total_s is None else last + total_s
+        chunks: AsyncIterator[bytes]
+        if self._prefetch is None:
+            chunks = aiter(self._body_source.chunks())
+        else:
+            pieces, last = self._prefetch.take(last)
+            for piece in pieces:
+                seen += len(piece)
+                self._limits.check_size(seen)
+                yield piece
+            chunks = self._prefetch.rest()
         while True:
             try:
                 chunk = await _next_within(chunks, idle_s, last, deadline, loop)

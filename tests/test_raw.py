@@ -8,8 +8,10 @@ one daemon per model, and every error case checks the daemon keeps serving.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 from clients import AsyncGrpcClient, AsyncHttpClient, RawResponse, TwinserveError
 from tests.conftest import Daemons
 from tests.harness import EXAMPLES, MODELS
+from tests.scrape import wait_for_metric
 from twinserve_wire.proto.v1.tensors_pb2 import Tensor, TensorBatch, TensorBatchStats
 
 PROTOBUF = "application/x-protobuf"
@@ -105,6 +108,32 @@ def test_upload_arrives_in_pieces_as_sent(client_for: Any) -> None:
     assert answer["bytes"] == len(data)
     assert answer["sha256"] == hashlib.sha256(data).hexdigest()
     assert answer["chunks"] > 1
+
+
+def test_uploads_queued_for_the_slot_arrive_whole(client_for: Any, daemons: Daemons) -> None:
+    """While a call waits for the model's one slot, its first bytes are taken in ahead of
+    the model (body_prefetch.py); the model still reads every byte, in order."""
+    client = client_for(MODELS / "upload")
+    release = threading.Event()
+    data = [bytes([i]) * 300_000 + bytes(range(256)) * i for i in range(4)]
+
+    def held(index: int) -> Iterator[bytes]:
+        yield data[index][:1000]
+        if index == 0:
+            release.wait(10)  # holds the slot while the others queue behind it
+        yield from pieces(data[index][1000:], 48 * 1024)
+
+    daemon = daemons(MODELS / "upload")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = [pool.submit(client.predict_raw, held(0))]
+        wait_for_metric(daemon, "twinserve_in_flight", 1, 10)
+        answers += [pool.submit(client.predict_raw, held(i)) for i in range(1, 4)]
+        wait_for_metric(daemon, "twinserve_queue_depth", 3, 10)
+        release.set()
+        for index, answer in enumerate(answers):
+            got = json_of(answer.result(timeout=30))
+            assert (got["bytes"], got["sha256"]) == \
+                (len(data[index]), hashlib.sha256(data[index]).hexdigest())
 
 
 def test_empty_upload_is_an_empty_body(client_for: Any) -> None:

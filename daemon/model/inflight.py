@@ -33,7 +33,7 @@ class InFlight:
         _, timer = self._live.pop(request)
         if timer is not None:
             timer.cancel()
-        request.release_memory()
+        request.release_body()
         if request.disconnect_reason is not None and self._metrics is not None:
             self._metrics.cancellations.labels(request.disconnect_reason).inc()
         if not self._live and self._idle is not None and not self._idle.done():

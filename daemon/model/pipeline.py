@@ -206,7 +206,10 @@ class ModelPipeline:
                 inputs = await running.start(inputs, request)
                 running = None
             if not self.admission.try_acquire():
-                await self.admission.acquire()
+                if method.reads_body:
+                    await self.admission.acquire()
+                else:
+                    await request.while_waiting(self.admission.acquire())
             try:
                 running = method
                 result = await method.start(inputs, request)
