@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 
 from daemon.engine.cancel import CancelSignal
@@ -120,11 +121,13 @@ class FakeRequestOutput:
     request sits in the executor's waiting queue, and an abort ends it with no final item.
     """
 
-    def __init__(self, prompt: str, params: FakeTrtSamplingParams, words: Sequence[str],
+    def __init__(self, prompt: str | list[int], params: FakeTrtSamplingParams,
+                 words: Sequence[str],
                  token_delay: float, *, ignore_abort: bool = False,
                  tokens_per_item: Sequence[int] = (1,)) -> None:
         self.prompt = prompt
-        self.prompt_token_ids = list(range(len(prompt.split())))
+        self.prompt_token_ids = prompt if isinstance(prompt, list) else \
+            list(range(len(prompt.split())))
         self.outputs = [FakeCompletionOutput()]
         self.finished = False
         self.aborted = 0
@@ -180,20 +183,21 @@ class FakeRequestOutput:
         out.token_ids.extend(ids)
 
 
-class FakeTokenizer:
-    def apply_chat_template(self, messages: list[dict[str, str]], *, tokenize: bool,
-                            add_generation_prompt: bool) -> str:
-        rendered = "".join(f"<{m['role']}>{m['content']}" for m in messages)
-        return rendered + ("<assistant>" if add_generation_prompt else "")
+class FakeTransformersTokenizer:
+    """tensorrt_llm's TransformersTokenizer: the Hugging Face tokenizer, as `.tokenizer`."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
 
 
 class FakeLLM:
     """tensorrt_llm.LLM: generate_async is a plain call that must run on the loop thread."""
 
     def __init__(self, words: Sequence[str] = ("tok",), token_delay: float = 0.001,
-                 *, ignore_abort: bool = False, tokens_per_item: Sequence[int] = (1,)) -> None:
-        self.tokenizer = FakeTokenizer()
-        self.calls: list[tuple[str, FakeTrtSamplingParams]] = []
+                 *, ignore_abort: bool = False, tokens_per_item: Sequence[int] = (1,),
+                 tokenizer: Any = None) -> None:
+        self.tokenizer = FakeTransformersTokenizer(tokenizer)
+        self.calls: list[tuple[str | list[int], FakeTrtSamplingParams]] = []
         self.outputs: list[FakeRequestOutput] = []
         self.shut_down = False
         self._words = words
@@ -201,7 +205,7 @@ class FakeLLM:
         self._ignore_abort = ignore_abort
         self._tokens_per_item = tokens_per_item
 
-    def generate_async(self, prompt: str, sampling_params: FakeTrtSamplingParams,
+    def generate_async(self, prompt: str | list[int], sampling_params: FakeTrtSamplingParams,
                        streaming: bool = False) -> FakeRequestOutput:
         asyncio.get_running_loop()  # raises off the loop thread, as the real one misbehaves
         assert streaming

@@ -8,7 +8,9 @@ an item may carry 0 or several tokens; `abort()` is called only while the reques
 (`finished` false, as trtllm-serve guards it), after which the stream ends with one item
 whose finish_reason is 'cancelled' and which may still carry tokens, except for a request
 aborted in the executor's waiting queue, which yields nothing more (a watchdog ends it);
-chat prompts, rendered by the chat template, go with `add_special_tokens=False`.
+a prompt may be text or a list of token ids, which is not encoded again: chats go as ids,
+with their contents tokenized as text; `LLM.tokenizer` wraps the Hugging Face tokenizer as
+its `.tokenizer`.
 SamplingParams' own defaults (max_tokens=32, greedy) are never relied on.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from daemon.engine.cancel import CancelSignal
+from daemon.engine.chat_prompt import chat_token_ids
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
 
 log = logging.getLogger("twinserve.engine.trtllm")
@@ -100,18 +103,18 @@ class TrtllmBackend:
             kwargs["repetition_penalty"] = sampling.repetition_penalty
         if sampling.stop_token_ids:
             kwargs["stop_token_ids"] = list(sampling.stop_token_ids)
-        if request.messages is not None:
-            # The chat template already wrote the BOS token; encoding adds a second one.
-            kwargs["add_special_tokens"] = False
         return self._sampling_params_type(**kwargs)
 
-    def prompt(self, request: GenerationRequest) -> str:
+    def prompt(self, request: GenerationRequest) -> str | list[int]:
+        """A completion's text, or a chat's token ids with what its messages say tokenized
+        as text (daemon/engine/chat_prompt.py); ids are not encoded again, so the template's
+        BOS is not doubled."""
         if request.messages is None:
             assert request.prompt is not None
             return request.prompt
-        text: str = self.llm.tokenizer.apply_chat_template(
-            list(request.messages), tokenize=False, add_generation_prompt=True)
-        return text
+        # LLM.tokenizer wraps the Hugging Face tokenizer (TransformersTokenizer.tokenizer).
+        tokenizer = getattr(self.llm.tokenizer, "tokenizer", self.llm.tokenizer)
+        return chat_token_ids(tokenizer, request.messages)
 
     async def generate(self, request: GenerationRequest,
                        cancel: CancelSignal) -> AsyncIterator[Delta]:
