@@ -32,7 +32,11 @@ def test_is_healthy_feeds_readiness(start_daemon: StartDaemon) -> None:
     ready = httpx.get(f"{daemon.http_url}/health/ready")
     assert ready.status_code == 503
     assert "is_healthy returned False" in ready.json()["error"]["message"]
-    assert httpx.get(f"{daemon.http_url}/v1/models/lifecycle").json()["ready"] is False
+    for probe in ("/v1/models/model", "/ping"):  # Truss's probes answer with the status
+        answer = httpx.get(f"{daemon.http_url}{probe}")
+        assert answer.status_code == 503 and answer.json() == {"error": "model reports "
+                                                              "unhealthy (is_healthy returned False)"}
+    assert httpx.get(f"{daemon.http_url}/v1/models/model/loaded").status_code == 200
     httpx.post(f"{daemon.http_url}/predict", json={"healthy": True})
     assert httpx.get(f"{daemon.http_url}/health/ready").status_code == 200
 

@@ -1,4 +1,8 @@
-"""Which wire format a route speaks: its error body shape and how its stream is framed."""
+"""Which wire format a route speaks: its error body shape and how its stream is framed.
+
+Truss's routes (`/v1/models/{name}...`, `/invocations`, `/ping`) answer errors as Truss
+does, `{"error": "..."}`; `/predict` with ours; the `/v1` API routes as OpenAI or Anthropic.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +31,19 @@ def _twinserve_error(kind: str, message: str, status: int, request_id: str,
     return {"error": {"type": kind, "message": message, "request_id": request_id}}
 
 
+def _truss_error(kind: str, message: str, status: int, request_id: str,
+                 param: str | None) -> Any:
+    """Truss's shape, which Truss clients parse: the request id is in X-Request-Id."""
+    return {"error": message}
+
+
 def _anthropic_error(kind: str, message: str, status: int, request_id: str,
                      param: str | None) -> Any:
     return anthropic_wire.error_payload(kind, message, status, request_id)
 
 
 PREDICT = WireFormat("twinserve", _twinserve_error, codec.encode_chunk, None)
+TRUSS = WireFormat("truss", _truss_error, codec.encode_chunk, None)
 OPENAI = WireFormat("openai", openai_wire.error_payload, openai_wire.sse_event,
                     "text/event-stream", stream_end=openai_wire.DONE)
 OPENAI_RESPONSES = WireFormat("openai", openai_wire.error_payload, openai_wire.named_sse_event,
@@ -45,6 +56,8 @@ _OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embed
 
 
 def for_path(path: str) -> WireFormat:
+    if path.startswith("/v1/models/") or path in ("/invocations", "/ping"):
+        return TRUSS
     if path == "/v1/messages":
         return ANTHROPIC
     if path == "/v1/responses":

@@ -9,11 +9,10 @@ from aiohttp import hdrs, web
 
 from daemon import codec
 from daemon.config import Config
-from daemon.errors import NotFound, NotReady
+from daemon.errors import NotReady
 from daemon.http import formats
 from daemon.http.body import HttpBody
 from daemon.http.boundary import Boundary, Handler
-from daemon.http.errors import error_response
 from daemon.http.headers import REQUEST_ID
 from daemon.http.streaming import write_chunks
 from daemon.metrics import Metrics
@@ -60,10 +59,9 @@ class Routes:
         self._fallback: web.AbstractResource | None = None
 
     def add_to(self, router: web.UrlDispatcher, boundary: Boundary) -> None:
-        def model_route(path: str, route: str, content_type: str | None = None,
-                        check_name: bool = False) -> None:
+        def model_route(path: str, route: str, content_type: str | None = None) -> None:
             wire = formats.for_path(path)
-            handler = self._model_handler(route, wire, content_type, check_name)
+            handler = self._model_handler(route, wire, content_type)
             router.add_post(path, boundary.wrap(handler, route, wire),
                             expect_handler=boundary.expect(route, wire, self._body_limits))
 
@@ -71,14 +69,17 @@ class Routes:
             router.add_get(path, boundary.wrap(handler, path, formats.for_path(path), open_))
 
         model_route("/predict", "predict")
-        model_route("/v1/models/{name}:predict", "predict", check_name=True)
+        # Truss's routes. Like Truss, they take any name: clients call /v1/models/model:predict.
+        model_route("/v1/models/{name}:predict", "predict")
         # Truss's binary route: the body is msgpack whatever the Content-Type says.
-        model_route("/v1/models/{name}:predict_binary", "predict", "application/octet-stream",
-                    check_name=True)
+        model_route("/v1/models/{name}:predict_binary", "predict", "application/octet-stream")
+        model_route("/invocations", "predict")  # SageMaker's pair, with /ping
         for path, route in API_ROUTES.items():
             model_route(path, route)
         plain("/v1/models", self.list_models)
         plain("/v1/models/{name}", self.model_info)
+        plain("/v1/models/{name}/loaded", self.loaded)
+        plain("/ping", self.ping, open_=True)
         plain("/health/live", self.live, open_=True)
         plain("/health/ready", self.ready, open_=True)
         plain("/metrics", self.metrics, open_=True)
@@ -88,16 +89,14 @@ class Routes:
         self._fallback = router.add_route(
             "*", "/{path:.*}", boundary.wrap(self.unmatched, UNMATCHED, None)).resource
 
-    def _model_handler(self, route: str, wire: formats.WireFormat, content_type: str | None,
-                       check_name: bool) -> Handler:
+    def _model_handler(self, route: str, wire: formats.WireFormat,
+                       content_type: str | None) -> Handler:
         """The handler of a model route: `route` names the model's method, `wire` frames its
         stream; `content_type` overrides the request's."""
         call = self._pipeline.call
         limits = self._body_limits
 
         async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
-            if check_name:
-                self._check_model_name(request)
             twin = HttpRequest(  # aiohttp's headers are case-insensitive already
                 transport="http", route=route, request_id=request_id, body=HttpBody(request),
                 limits=limits, headers=request.headers,
@@ -122,20 +121,34 @@ class Routes:
         return web.json_response({"status": "alive"})
 
     async def ready(self, request: web.Request, request_id: str) -> web.Response:
-        reason = await self._pipeline.not_ready_reason()
-        if reason is not None:
-            return error_response(NotReady(reason), request_id, formats.PREDICT)
+        await self._check_ready()
         return web.json_response({"status": "ready"})
 
     async def root(self, request: web.Request, request_id: str) -> web.Response:
         """Truss's liveness answer at `/`."""
-        return web.json_response({})
+        return web.json_response(True)
 
     async def model_info(self, request: web.Request, request_id: str) -> web.Response:
-        """Truss's `GET /v1/models/{name}`: the model's name and whether it is ready."""
-        name = self._check_model_name(request)
+        """Truss's readiness probe, `GET /v1/models/{name}` (any name, as in Truss): 200 with
+        the model's name once it is ready and healthy, else 503."""
+        await self._check_ready()
+        return web.json_response({"name": self._model_name, "ready": True})
+
+    async def loaded(self, request: web.Request, request_id: str) -> web.Response:
+        """Truss's `GET /v1/models/{name}/loaded`: 200 once loaded, whatever is_healthy says."""
+        if not self._pipeline.loaded:
+            raise NotReady(f"model {self._model_name!r} is not loaded")
+        return web.json_response({})
+
+    async def ping(self, request: web.Request, request_id: str) -> web.Response:
+        """SageMaker's readiness probe."""
+        await self._check_ready()
+        return web.json_response({})
+
+    async def _check_ready(self) -> None:
         reason = await self._pipeline.not_ready_reason()
-        return web.json_response({"name": name, "ready": reason is None})
+        if reason is not None:
+            raise NotReady(reason)
 
     async def list_models(self, request: web.Request, request_id: str) -> web.Response:
         """OpenAI's `GET /v1/models`: the one model this daemon serves."""
@@ -160,9 +173,3 @@ class Routes:
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound()
-
-    def _check_model_name(self, request: web.Request) -> str:
-        name = request.match_info["name"]
-        if name != self._model_name:
-            raise NotFound(f"no model named {name!r}; this daemon serves {self._model_name!r}")
-        return name

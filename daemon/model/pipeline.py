@@ -131,11 +131,19 @@ class ModelPipeline:
         except Exception:
             # The exception's text may hold secrets, and readiness needs no key: the log
             # gets the traceback, the probe only the fact.
-            log.warning("is_healthy raised; reporting not ready", exc_info=True)
+            log.exception("Exception while checking if model is healthy; reporting not ready")
             return "model reports unhealthy (is_healthy raised; see the server log)"
-        if healthy is False:
-            return "model reports unhealthy (is_healthy returned False)"
+        # As in Truss: None means "no opinion" (healthy once loaded); any other falsy value
+        # (False, 0, "", {}) is unhealthy.
+        if healthy is not None and not healthy:
+            log.warning("Health check failed: is_healthy returned %r", healthy)
+            return f"model reports unhealthy (is_healthy returned {healthy!r})"
         return None
+
+    @property
+    def loaded(self) -> bool:
+        """The model's load() has finished and it serves calls (not draining)."""
+        return self._state is State.READY
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -69,6 +69,12 @@ def check_model_class(cls: type) -> dict[str, MethodSpec]:
                 f"{hook}{spec.signature}: {hook} must take the input (and optionally the "
                 "request), not only the request"
             )
+    is_healthy = getattr(cls, "is_healthy", None)
+    if callable(is_healthy) and _parameters(cls, "is_healthy", is_healthy)[1]:
+        raise ModelDefinitionError(
+            f"is_healthy{inspect.signature(is_healthy)}: `is_healthy` must have only one "
+            "argument: `self`"
+        )
     predict = specs["predict"]
     if "preprocess" in specs and predict.shape is ArgShape.REQUEST:
         raise ModelDefinitionError(
@@ -81,15 +87,7 @@ def check_model_class(cls: type) -> dict[str, MethodSpec]:
 
 def describe(cls: type, name: str) -> MethodSpec:
     fn = getattr(cls, name)
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise ModelDefinitionError(f"{name}: cannot inspect its signature: {exc}") from exc
-    params = list(sig.parameters.values())
-    if params and params[0].name in ("self", "cls") and not isinstance(
-        inspect.getattr_static(cls, name), staticmethod
-    ):
-        params = params[1:]
+    sig, params = _parameters(cls, name, fn)
     shown = f"{sig}"
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY):
@@ -125,6 +123,21 @@ def describe(cls: type, name: str) -> MethodSpec:
         is_async_generator=inspect.isasyncgenfunction(fn),
         signature=shown,
     )
+
+
+def _parameters(cls: type, name: str,
+                fn: Callable[..., Any]) -> tuple[inspect.Signature, list[inspect.Parameter]]:
+    """The method's signature, and its parameters after `self`."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ModelDefinitionError(f"{name}: cannot inspect its signature: {exc}") from exc
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls") and not isinstance(
+        inspect.getattr_static(cls, name), staticmethod
+    ):
+        params = params[1:]
+    return sig, params
 
 
 def _is_request_annotation(annotation: Any, fn: Callable[..., Any]) -> bool:
