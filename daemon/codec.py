@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgpack
 
+from daemon import msgpack_ext
 from daemon.errors import InvalidInput, ModelError
 
 try:
@@ -88,15 +89,30 @@ def form_of(content_type: str) -> BodyForm:
     return "json" if media == "application/json" or media.endswith("+json") else "bytes"
 
 
+def _json_default(value: Any) -> Any:
+    """What JSON cannot hold natively, as Truss sends it: numpy arrays orjson does not take
+    (non-contiguous, float16, ...) as lists, numpy scalars as numbers, pydantic models as
+    their JSON dump. Called only for such values, so plain results never pay for it."""
+    dump = getattr(value, "model_dump", None)  # pydantic 2
+    if callable(dump):
+        return dump(mode="json")
+    for convert in ("tolist", "dict"):  # numpy arrays and scalars; pydantic 1
+        method = getattr(value, convert, None)
+        if callable(method):
+            return method()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def dumps(value: Any) -> bytes:
     """Serialise a model's result; TypeError names what could not be encoded."""
     if orjson is not None:
         try:
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+            return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
         except orjson.JSONEncodeError as exc:
             raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                          default=_json_default).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"result is not JSON-serialisable: {exc}") from exc
 
@@ -115,15 +131,18 @@ def is_binary(content_type: str) -> bool:
 
 
 def unpack(data: bytes) -> Any:
+    """A msgpack body, with Truss's extensions (numpy arrays as msgpack-numpy writes them,
+    dates, times, decimals and UUIDs) decoded as Truss's clients encode them."""
     try:
-        return msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+        return msgpack.unpackb(data, raw=False, object_hook=msgpack_ext.decode)
+    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
         raise InvalidInput(f"request body is not valid msgpack: {exc}") from exc
 
 
 def pack(value: Any) -> bytes:
     try:
-        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(value, use_bin_type=True,  # type: ignore[no-any-return]
+                             default=msgpack_ext.encode)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"result cannot be encoded as msgpack: {exc}") from exc
 
@@ -132,7 +151,7 @@ def encode_result(route: str, value: Any) -> bytes:
     """A route's (non-streamed) result as both transports send it; ModelError if it can't be."""
     try:
         if orjson is not None:  # dumps() inlined: this runs on every call
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+            return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
         return dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError is one
         raise ModelError(f"{route} returned a value that cannot be sent as JSON: {exc}") from exc
