@@ -1,8 +1,9 @@
 """config.yaml and command-line flags -> one typed, validated Config.
 
-Every error names the offending key (`runtime.predict_concurrency: ...`). Keys that Truss
-defines but that only matter to Truss's image builder (requirements, resources, ...) are
-accepted and ignored, so a Truss model directory loads unchanged.
+Every error names the offending key (`runtime.predict_concurrency: ...`). Every key Truss
+knows is accepted, so a Truss model directory loads unchanged; those that only matter to
+Baseten's image builder and platform (requirements, resources, ...) are ignored, and the
+loader names them in one INFO line. A key neither Truss nor twinserve knows is an error.
 """
 
 from __future__ import annotations
@@ -20,31 +21,44 @@ from daemon.errors import ConfigError
 
 MiB = 1024 * 1024
 
-# Truss keys that describe the build, not the server: accepted, not used.
-_TRUSS_BUILD_KEYS = frozenset(
+# Every key Truss's TrussConfig knows, and those of its `runtime:` section (class Runtime):
+# basetenlabs/truss truss/base/truss_config.py at commit 0bee989b9ec8 (2026-08-18), the same
+# lists as truss/config.schema.json there. Plus the legacy keys Truss still takes: `hf_cache`
+# (read as model_cache) and `runtime.num_workers` (1 only). Nested sections other than
+# runtime: are not looked into.
+_TRUSS_KEYS = frozenset(
     {
-        "apply_library_patches", "base_image", "build", "build_commands", "cache_internal",
-        "description", "docker_server", "examples_filename", "external_data",
-        "external_package_dirs", "input_type", "live_reload", "model_cache", "model_framework",
-        "model_type", "output_type", "python_version", "requirements", "requirements_file",
-        "resources", "spec_version", "system_packages", "trt_llm", "use_local_src",
-        "training_checkpoints",
+        "apply_library_patches", "base_image", "bis_llm", "build", "build_commands",
+        "bundled_packages_dir", "cache_internal", "data_dir", "description", "docker_server",
+        "environment_variables", "examples_filename", "external_data", "external_package_dirs",
+        "input_type", "live_reload", "model_cache", "model_class_filename", "model_class_name",
+        "model_framework", "model_metadata", "model_module_dir", "model_name", "model_type",
+        "python_version", "requirements", "requirements_file", "resources", "runtime",
+        "secrets", "spec_version", "system_packages", "training_checkpoints", "trt_llm",
+        "use_local_src", "weights",
+        "hf_cache",
     }
 )
-_MODEL_KEYS = frozenset(
-    {
-        "model_name", "model_module_dir", "model_class_filename", "model_class_name", "data_dir",
-        "bundled_packages_dir", "secrets", "environment_variables", "model_metadata", "runtime",
-        "engine", "server",
-    }
-)
-# Truss runtime keys we accept without acting on them.
 _TRUSS_RUNTIME_KEYS = frozenset(
     {
-        "streaming_read_timeout", "enable_tracing_data", "enable_debug_logs", "health_checks",
-        "transport", "is_websocket_endpoint",
+        "egress_restrictions", "enable_debug_logs", "enable_tracing_data", "health_checks",
+        "is_websocket_endpoint", "oidc", "predict_concurrency", "remote_ssh",
+        "streaming_read_timeout", "transport", "truss_server_version_override",
+        "num_workers",
     }
 )
+# The Truss keys twinserve acts on. The others only matter to Baseten's image builder and
+# platform (or to servers twinserve does not run: docker_server, trt_llm, bis_llm); they are
+# accepted and named in one INFO line at start-up. A runtime key is acted on when it is a
+# RuntimeConfig field.
+_TRUSS_KEYS_USED = frozenset(
+    {
+        "model_name", "model_module_dir", "model_class_filename", "model_class_name", "data_dir",
+        "bundled_packages_dir", "external_package_dirs", "secrets", "environment_variables",
+        "model_metadata", "runtime",
+    }
+)
+_OWN_KEYS = frozenset({"engine", "server"})  # twinserve's, not Truss's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +82,12 @@ class RuntimeConfig:
     write_timeout_s: float | None = 60.0
     # Bodies being read, parsed and used at once, raw and parsed (daemon/body_memory.py).
     max_body_memory_bytes: int = 512 * MiB
+    # Truss's key, with its default: a stream whose model produces nothing for this long
+    # is ended (daemon/model/streams.py).
+    streaming_read_timeout: float | None = 60.0
+    # A model method that takes the request may end its own work this long after its
+    # client left, before it is cancelled (daemon/model/grace.py); 0: cancelled at once.
+    cancel_grace_s: float = 5.0
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
@@ -104,16 +124,25 @@ class ModelConfig:
     model_class_name: str = "Model"
     data_dir: str = "data"
     bundled_packages_dir: str = "packages"
+    external_package_dirs: tuple[str, ...] = ()
     secrets: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
     environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
     model_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     engine: EngineConfig | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ignored_keys: tuple[str, ...] = ()  # Truss keys present but not acted on (runtime.x dotted)
 
     @property
     def model_file(self) -> Path:
         return self.root / self.model_module_dir / self.model_class_filename
+
+    @property
+    def package_dirs(self) -> tuple[Path, ...]:
+        """bundled_packages_dir, then external_package_dirs: each relative to the model
+        directory unless absolute, as Truss resolves them (truss_spec.py)."""
+        dirs = (self.bundled_packages_dir, *self.external_package_dirs)
+        return tuple((self.root / d).resolve() for d in dirs)
 
 
 LOG_FORMATS = ("text", "json")
@@ -164,7 +193,7 @@ def load_model_config(root: Path) -> ModelConfig:
 
 def parse_model_config(root: Path, raw: Mapping[str, Any]) -> ModelConfig:
     for key in raw:
-        if key not in _MODEL_KEYS and key not in _TRUSS_BUILD_KEYS:
+        if key not in _TRUSS_KEYS and key not in _OWN_KEYS:
             raise ConfigError(f"{key}: unknown key in config.yaml")
     return ModelConfig(
         root=root,
@@ -174,13 +203,61 @@ def parse_model_config(root: Path, raw: Mapping[str, Any]) -> ModelConfig:
         model_class_name=_str(raw, "model_class_name", default="Model"),
         data_dir=_str(raw, "data_dir", default="data"),
         bundled_packages_dir=_str(raw, "bundled_packages_dir", default="packages"),
+        external_package_dirs=_external_package_dirs(root, raw),
         secrets=_str_map(raw, "secrets", allow_none=True),
-        environment_variables=_str_map(raw, "environment_variables", allow_none=False),
+        environment_variables=_environment_variables(raw),
         model_metadata=_mapping(raw, "model_metadata"),
         runtime=_runtime(_mapping(raw, "runtime")),
         engine=_engine(raw.get("engine")),
         raw=dict(raw),
+        ignored_keys=_ignored_keys(raw),
     )
+
+
+def _ignored_keys(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Truss keys present that twinserve accepts without acting on, in file order."""
+    runtime_fields = {f.name for f in dataclasses.fields(RuntimeConfig)}
+    ignored = [key for key in raw if key in _TRUSS_KEYS and key not in _TRUSS_KEYS_USED]
+    ignored += [f"runtime.{key}" for key in _mapping(raw, "runtime")
+                if key in _TRUSS_RUNTIME_KEYS and key not in runtime_fields]
+    return tuple(ignored)
+
+
+def _external_package_dirs(root: Path, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """Directories put on sys.path like bundled_packages_dir. Truss refuses one that does not
+    exist (truss_handle.py `_validate_external_packages`), and so do we."""
+    value = raw.get("external_package_dirs")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"external_package_dirs: expected a list of directories, "
+                          f"got {_kind(value)}")
+    for index, entry in enumerate(value):
+        key = f"external_package_dirs[{index}]"
+        if not isinstance(entry, str) or not entry:
+            raise ConfigError(f"{key}: expected a non-empty string, got {_kind(entry)} {entry!r}")
+        if not (root / entry).is_dir():
+            raise ConfigError(f"{key}: no directory at {str((root / entry).resolve())!r}")
+    return tuple(value)
+
+
+def _environment_variables(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Strings, numbers and booleans, turned into strings as Truss's `TrussConfig.from_dict`
+    does (true -> "true"). Truss would also stringify null or a list; we refuse them."""
+    out: dict[str, str] = {}
+    for name, value in _mapping(raw, "environment_variables").items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"environment_variables: {name!r} is not a variable name")
+        key = f"environment_variables.{name}"
+        if isinstance(value, bool):
+            out[name] = str(value).lower()
+        elif isinstance(value, (str, int, float)):
+            out[name] = str(value)
+        else:
+            raise ConfigError(f"{key}: expected a string, number or boolean, got {_kind(value)}")
+        if "\0" in out[name]:
+            raise ConfigError(f"{key}: contains a NUL character")
+    return out
 
 
 def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
@@ -188,6 +265,10 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
     for key in raw:
         if key not in fields and key not in _TRUSS_RUNTIME_KEYS:
             raise ConfigError(f"runtime.{key}: unknown key")
+    workers = raw.get("num_workers", 1)
+    if workers != 1 or isinstance(workers, bool):  # Truss's rule since 0.9.49
+        raise ConfigError(f"runtime.num_workers: only 1 is allowed (use predict_concurrency), "
+                          f"got {workers!r}")
     return RuntimeConfig(
         predict_concurrency=_positive_int(raw, "runtime.predict_concurrency", 1),
         max_queue=_optional_count(raw, "runtime.max_queue", 256),
@@ -201,6 +282,8 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         body_timeout_s=_seconds_or_off(raw, "runtime.body_timeout_s", 300.0),
         write_timeout_s=_seconds_or_off(raw, "runtime.write_timeout_s", 60.0),
         max_body_memory_bytes=_positive_int(raw, "runtime.max_body_memory_bytes", 512 * MiB),
+        streaming_read_timeout=_seconds_or_off(raw, "runtime.streaming_read_timeout", 60.0),
+        cancel_grace_s=_non_negative_number(raw, "runtime.cancel_grace_s", 5.0),
     )
 
 

@@ -1,14 +1,22 @@
 """The daemon's Prometheus metrics, in a registry of its own.
 
 A registry per daemon (not prometheus_client's global one) keeps tests that build several
-engines in one process from seeing each other's counts.
+engines in one process from seeing each other's counts. /metrics also exports the global
+registry, which holds what model code registers with prometheus_client's defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from daemon.call_stats import CallStats
 
@@ -116,5 +124,7 @@ class Metrics:
         self.body_memory.set_function(body_memory)
 
     def exposition(self) -> bytes:
-        """The Prometheus text format (version 0.0.4)."""
-        return generate_latest(self.registry)
+        """The Prometheus text format (version 0.0.4): ours, then prometheus_client's global
+        registry, where a model's own metrics are (as in Truss) beside the process and
+        Python collectors."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

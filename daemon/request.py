@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import itertools
 import os
 import threading
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeVar
@@ -144,6 +146,7 @@ class Request:
     interrupted_by: Callable[[], TwinserveError] | None = None
     started_at: float | None = None  # loop time the call began; the body timeouts count from it
     _disconnected_event: threading.Event | None = None  # made on first use
+    _state: types.SimpleNamespace | None = None  # made on first use
     _disconnect_callbacks: list[Callable[[], None]] | None = None  # made on first use
 
     def __init__(
@@ -274,11 +277,28 @@ class Request:
                 self._limits.check_size(seen)
                 yield piece
             chunks = self._prefetch.rest()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel_read() -> None:
+            task.cancel()
+
         while True:
+            # A client that leaves ends the read at once, even for model code given time to
+            # end its own work (daemon/model/grace.py): the rest of the body will not come.
+            unregister = self.on_disconnect(cancel_read)
             try:
                 chunk = await _next_within(chunks, idle_s, last, deadline, loop)
             except StopAsyncIteration:
                 return
+            except ConnectionError:
+                # The transport saw the client leave mid-body (aiohttp says so before it
+                # cancels the call): the read ends as if cancelled, as it would have been.
+                unregister()
+                self.mark_disconnected()
+                raise asyncio.CancelledError from None
+            finally:
+                unregister()
             last = loop.time()
             seen += len(chunk)
             self._limits.check_size(seen)
@@ -297,6 +317,15 @@ class Request:
             if self.disconnect_reason is not None:
                 self._disconnected_event.set()
         return self._disconnected_event
+
+    @property
+    def state(self) -> types.SimpleNamespace:
+        """Attributes model code may set, as on starlette's Request, starting with Truss's
+        `watch_disconnect()`: a context manager giving `disconnected`, for sync code."""
+        if self._state is None:
+            self._state = types.SimpleNamespace(
+                watch_disconnect=lambda: contextlib.nullcontext(self.disconnected))
+        return self._state
 
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Run `callback` when the client goes away (at once if it has). Returns an unregister."""

@@ -294,7 +294,7 @@ def test_readiness_says_not_ready_without_the_reason(hostile: DaemonProcess) -> 
         ready = httpx.get(f"{hostile.http_url}/health/ready", timeout=10)
         assert ready.status_code == 503 and SECRET not in ready.text
         assert Health(hostile.grpc_target).check() == health_pb2.HealthCheckResponse.NOT_SERVING
-        lines = hostile.wait_for_log("is_healthy raised")
+        lines = hostile.wait_for_log("Exception while checking if model is healthy")
         assert lines and SECRET in hostile.log  # the traceback, in the log only
     finally:
         post(hostile, {"do": "healthy"})

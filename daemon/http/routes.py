@@ -9,12 +9,12 @@ from aiohttp import hdrs, web
 
 from daemon import codec
 from daemon.config import Config
-from daemon.errors import NotReady
+from daemon.errors import NotFound, NotReady
 from daemon.http import formats
 from daemon.http.body import HttpBody
 from daemon.http.boundary import Boundary, Handler
 from daemon.http.headers import REQUEST_ID
-from daemon.http.streaming import write_chunks
+from daemon.http.streaming import gather_chunks, write_chunks
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
@@ -45,6 +45,13 @@ class HttpRequest(Request):
     @property
     def path(self) -> str:
         return self._body_source.request.path
+
+
+def _wants_one_answer(request: web.Request) -> bool:
+    """Truss's rule: `Accept: application/json` asks for a streaming predict's output as one
+    JSON string, except from the OpenAI SDK, which sends that header on its streams too."""
+    return request.headers.get(hdrs.ACCEPT) == JSON and \
+        "openai" not in request.headers.get(hdrs.USER_AGENT, "").lower()
 
 
 class Routes:
@@ -79,6 +86,7 @@ class Routes:
         plain("/v1/models", self.list_models)
         plain("/v1/models/{name}", self.model_info)
         plain("/v1/models/{name}/loaded", self.loaded)
+        plain("/v1/models/{name}/schema", self.schema)
         plain("/ping", self.ping, open_=True)
         plain("/health/live", self.live, open_=True)
         plain("/health/ready", self.ready, open_=True)
@@ -95,6 +103,7 @@ class Routes:
         stream; `content_type` overrides the request's."""
         call = self._pipeline.call
         limits = self._body_limits
+        gather = route == "predict"
 
         async def handler(request: web.Request, request_id: str) -> web.StreamResponse:
             twin = HttpRequest(  # aiohttp's headers are case-insensitive already
@@ -103,7 +112,10 @@ class Routes:
                 content_type=content_type or request.headers.get(hdrs.CONTENT_TYPE) or JSON)
             result = await call(route, twin)
             if isinstance(result, ChunkStream):
-                return await write_chunks(request, result, request_id, wire)
+                if gather and _wants_one_answer(request):
+                    result = await gather_chunks(result)
+                else:
+                    return await write_chunks(request, result, request_id, wire)
             if isinstance(result, Response):
                 headers = {**result.headers, hdrs.CONTENT_TYPE: result.content_type,
                            REQUEST_ID: request_id}
@@ -139,6 +151,15 @@ class Routes:
         if not self._pipeline.loaded:
             raise NotReady(f"model {self._model_name!r} is not loaded")
         return web.json_response({})
+
+    async def schema(self, request: web.Request, request_id: str) -> web.Response:
+        """Truss's `GET /v1/models/{name}/schema`: the pydantic input and output schemas."""
+        if not self._pipeline.loaded:
+            raise NotReady("Schema not available, please try again later.")
+        schema = self._pipeline.schema
+        if schema is None:
+            raise NotFound("No schema found")
+        return web.json_response(schema.serialize())
 
     async def ping(self, request: web.Request, request_id: str) -> web.Response:
         """SageMaker's readiness probe."""

@@ -42,10 +42,14 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
     except BaseException:
         await stream.aclose()
         raise
-    content_type = wire.stream_content_type or content_type_for(first)
-    response = web.StreamResponse(
-        headers={hdrs.CONTENT_TYPE: content_type, REQUEST_ID: request_id}
-    )
+    head = stream.head  # what a model's own StreamingResponse set
+    if head is None:
+        response = web.StreamResponse(headers={
+            hdrs.CONTENT_TYPE: wire.stream_content_type or content_type_for(first),
+            REQUEST_ID: request_id})
+    else:
+        response = web.StreamResponse(status=head.status, headers={
+            **head.headers, hdrs.CONTENT_TYPE: head.content_type, REQUEST_ID: request_id})
     response.enable_chunked_encoding()
     encode = wire.encode_chunk
     last = first
@@ -76,6 +80,18 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
         await stream.aclose()
     await response.write_eof()
     return response
+
+
+async def gather_chunks(stream: ChunkStream) -> str:
+    """A stream as one text, for a client that asked for `Accept: application/json` (Truss
+    answers such a call to a streaming predict this way): bytes joined, then decoded once,
+    so a character split across chunks stays whole; other chunks as their str()."""
+    try:
+        pieces = [chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                  async for chunk in stream]
+    finally:
+        await stream.aclose()
+    return b"".join(pieces).decode(errors="replace")
 
 
 async def _end_with_error(request: web.Request, response: web.StreamResponse,

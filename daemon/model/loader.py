@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,8 @@ from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.signature import check_model_class
 from daemon.request import BodyLimits
+
+log = logging.getLogger("twinserve.model")
 
 
 class Secrets(Mapping[str, str]):
@@ -58,6 +61,10 @@ def import_model_class(config: ModelConfig) -> type:
 
     With no model file but an `engine:` section, the built-in text-generation model.
     """
+    if config.ignored_keys:
+        log.info("config.yaml: ignoring Truss build/platform keys: %s",
+                 ", ".join(config.ignored_keys))
+    apply_to_process(config)
     path = config.model_file
     if not path.is_file() and config.engine is not None:
         from daemon.model.text_generation import TextGenerationModel
@@ -67,13 +74,6 @@ def import_model_class(config: ModelConfig) -> type:
         raise ModelDefinitionError(
             f"{path}: model file not found (config keys model_module_dir / model_class_filename)"
         )
-    root = str(config.root.resolve())
-    packages = str((config.root / config.bundled_packages_dir).resolve())
-    for entry in (packages, root):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    for name, value in config.environment_variables.items():
-        os.environ.setdefault(name, value)
     module_name = ".".join(
         (*Path(config.model_module_dir).parts, Path(config.model_class_filename).stem)
     )
@@ -89,6 +89,18 @@ def import_model_class(config: ModelConfig) -> type:
     return cls
 
 
+def apply_to_process(config: ModelConfig) -> None:
+    """Set config.yaml's environment_variables and put the model directory, then its package
+    directories, first on sys.path: before model or engine code is imported. Idempotent."""
+    # As in Truss, config.yaml wins over a variable already set: Truss puts these in the
+    # container's spec (`docker run -e` for a local run), above the image's own ENV.
+    os.environ.update(config.environment_variables)
+    entries = [str(config.root.resolve()), *map(str, config.package_dirs)]
+    for entry in reversed(entries):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
 def construct(cls: type, available: Mapping[str, Any]) -> Any:
     """Call `cls(...)` with the keyword arguments its constructor names (all, given **kwargs)."""
     params = inspect.signature(cls).parameters.values()
@@ -102,6 +114,7 @@ def build_engine(config: Config, metrics: Metrics) -> EngineCore | None:
     """The engine named by config.yaml's `engine:` section; None when there is none."""
     if config.model.engine is None:
         return None
+    apply_to_process(config.model)  # torch and transformers read some variables at import
     from daemon.engine.backends import build_backend
 
     return EngineCore(build_backend(config.model.engine, config.cache_dir), metrics,
@@ -134,7 +147,9 @@ def build_pipeline(config: Config, metrics: Metrics,
     pipeline = ModelPipeline(functools.partial(construct, cls, kwargs), specs,
                              admission=admission, body_limits=body_limits,
                              request_timeout_s=runtime.request_timeout_s,
-                             write_timeout_s=runtime.write_timeout_s, metrics=metrics,
+                             write_timeout_s=runtime.write_timeout_s,
+                             stream_read_timeout_s=runtime.streaming_read_timeout,
+                             cancel_grace_s=runtime.cancel_grace_s, metrics=metrics,
                              engine_unavailable=engine.unavailable if engine else None)
     metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting,
                   body_memory=lambda: body_limits.memory.held if body_limits.memory else 0)

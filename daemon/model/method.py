@@ -7,7 +7,9 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from daemon.model.grace import call_with_grace
 from daemon.model.signature import ArgShape, MethodSpec
+from daemon.model.typed_io import InputModel
 from daemon.request import Request
 
 T = TypeVar("T")
@@ -23,15 +25,20 @@ class BoundMethod:
     it takes, and whether it runs on the loop or in the pool. `pre` and `post` are
     predict's hooks."""
 
-    __slots__ = ("name", "reads_body", "start", "pre", "post")
+    __slots__ = ("name", "reads_body", "takes_request", "start", "pre", "post", "input_model")
 
     def __init__(self, spec: MethodSpec, fn: Callable[..., Any],
-                 run_sync: Callable[..., Awaitable[Any]]) -> None:
+                 run_sync: Callable[..., Awaitable[Any]], cancel_grace_s: float = 0.0) -> None:
         self.name = spec.name
         self.reads_body = spec.shape is not ArgShape.REQUEST
+        self.takes_request = spec.takes_request
         self.start = _starter(spec, fn, run_sync)
+        if spec.takes_request and cancel_grace_s:
+            # It can watch its request: a client's leaving lets it end itself (grace.py).
+            self.start = call_with_grace(self.start, spec.name, cancel_grace_s)
         self.pre: BoundMethod | None = None
         self.post: BoundMethod | None = None
+        self.input_model: InputModel | None = None  # predict's typed input (typed_io.py)
 
 
 def _starter(spec: MethodSpec, fn: Callable[..., Any],

@@ -28,8 +28,10 @@ from daemon.model.inflight import InFlight
 from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.method import BoundMethod
 from daemon.model.signature import MethodSpec
-from daemon.model.streams import ChunkStream, as_chunks, close_chunks
-from daemon.model.truss_compat import as_response, model_error
+from daemon.model.grace import chunks_with_grace
+from daemon.model.streams import ChunkStream, as_chunks
+from daemon.model.truss_compat import as_response, is_response, model_error, streaming_response
+from daemon.model.typed_io import InputModel, Schema, pydantic_model
 from daemon.request import SMALL_BODY_BYTES, BodyLimits, Request, current_request
 
 log = logging.getLogger("twinserve.model")
@@ -58,6 +60,8 @@ class ModelPipeline:
                  admission: AdmissionController, body_limits: BodyLimits,
                  request_timeout_s: float | None = None,
                  write_timeout_s: float | None = None,
+                 stream_read_timeout_s: float | None = None,
+                 cancel_grace_s: float = 0.0,
                  metrics: Metrics | None = None,
                  engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
@@ -68,10 +72,17 @@ class ModelPipeline:
             DeadlineExceeded,
             f"request exceeded runtime.request_timeout_s ({request_timeout_s or 0:g}s)")
         self._write_timeout_s = write_timeout_s
+        self._stream_read_timeout_s = stream_read_timeout_s
+        self._cancel_grace_s = cancel_grace_s
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
         self._specs = dict(specs)
+        # Truss's schema: the typed input of what takes the body first, and the output of
+        # what answers last.
+        self.schema = Schema.of(
+            (specs.get("preprocess") or specs["predict"]).input_annotation,
+            (specs.get("postprocess") or specs["predict"]).return_annotation)
         self._model: Any = None
         self._state = State.LOADING
         # The routes clients may call (every method but the predict hooks), bound to the
@@ -108,10 +119,15 @@ class ModelPipeline:
             self._serving = routes
 
     def _bind(self, model: Any) -> dict[str, BoundMethod]:
-        methods = {name: BoundMethod(spec, getattr(model, name), self.run_sync)
+        methods = {name: BoundMethod(spec, getattr(model, name), self.run_sync,
+                                     self._cancel_grace_s)
                    for name, spec in self._specs.items()}
         predict = methods["predict"]
         predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
+        # Typed input, as in Truss: the annotation of what takes the body first.
+        first = self._specs.get("preprocess") or self._specs["predict"]
+        input_class = pydantic_model(first.input_annotation)
+        predict.input_model = None if input_class is None else InputModel(input_class)
         return {route: method for route, method in methods.items()
                 if route not in ("preprocess", "postprocess")}
 
@@ -168,8 +184,28 @@ class ModelPipeline:
         """End every call still in flight as if its client had left (the drain ran out)."""
         self._calls.interrupt_all("drain", _DRAINED)
 
-    def _stream_closed(self, request: Request) -> None:
-        self.admission.release()
+    def _stream_of(self, result: Any, request: Request, route: str, producer: BoundMethod, *,
+                   holds_slot: bool) -> ChunkStream | None:
+        """`result` as a ChunkStream if it is a stream (a generator, or a starlette
+        StreamingResponse), else None. It holds the call, and the slot if `holds_slot`,
+        until closed."""
+        head = None
+        chunks = as_chunks(result, self._executor, request)
+        if chunks is None:
+            parts = streaming_response(result)
+            if parts is None:
+                return None
+            chunks, head = parts
+        if producer.takes_request and self._cancel_grace_s:
+            chunks = chunks_with_grace(chunks, request, producer.name, self._cancel_grace_s)
+        return ChunkStream(chunks, request,
+                           functools.partial(self._stream_closed, request, holds_slot), route,
+                           self._write_timeout_s, read_timeout_s=self._stream_read_timeout_s,
+                           head=head)
+
+    def _stream_closed(self, request: Request, holds_slot: bool) -> None:
+        if holds_slot:
+            self.admission.release()
         self._calls.end(request)
 
     # -- calls --------------------------------------------------------------------------------
@@ -204,7 +240,7 @@ class ModelPipeline:
                     self.admission.check_room()  # a call that would be refused reads nothing
                     data = await request.body()  # waits for its share of the body memory
                 binary = codec.is_binary(request.content_type)
-                inputs = codec.unpack(data) if binary else codec.loads(data)
+                inputs = _parsed(method, data, binary)
             else:
                 # The model reads the body itself, holding its slot: the body's time limits
                 # count from now, not from when it gets the slot.
@@ -223,20 +259,21 @@ class ModelPipeline:
                 result = await method.start(inputs, request)
                 running = None
                 # A plain value is by far the common answer; only other types can be streams.
-                chunks = None if isinstance(result, _PLAIN) else \
-                    as_chunks(result, self._executor, request)
-                if chunks is not None:
-                    if method.post is not None:
-                        await close_chunks(chunks)
-                        raise ModelError(
-                            "predict returned a generator (streaming), but the model also "
-                            "defines postprocess; streamed output cannot be post-processed: "
-                            "remove postprocess or return a value"
-                        )
-                    streaming = True  # the stream holds the slot and the call until closed
-                    return ChunkStream(chunks, request,
-                                       functools.partial(self._stream_closed, request), route,
-                                       self._write_timeout_s)
+                if not isinstance(result, _PLAIN):
+                    stream = self._stream_of(result, request, route, method, holds_slot=True)
+                    if stream is not None:
+                        streaming = True  # the stream holds the slot and the call until closed
+                        if method.post is not None:
+                            await stream.aclose()
+                            raise ModelError(
+                                "predict returned a generator (streaming), but the model also "
+                                "defines postprocess; streamed output cannot be post-processed: "
+                                "remove postprocess or return a value")
+                        return stream
+                    if method.post is not None and is_response(result):
+                        raise ModelError("predict returned a response object, but the model "
+                                         "also defines postprocess, which cannot apply to it: "
+                                         "remove postprocess or return a value")
             finally:
                 if not streaming:
                     self.admission.release()
@@ -244,6 +281,11 @@ class ModelPipeline:
                 running = method.post
                 result = await running.start(result, request)
                 running = None
+                # A streaming postprocess streams after predict's slot is given back.
+                stream = self._stream_of(result, request, route, method.post, holds_slot=False)
+                if stream is not None:
+                    streaming = True
+                    return stream
             if not binary and isinstance(result, _PLAIN):
                 return result  # the common case, decided without probing attributes
             return as_response(result, binary, route)
@@ -276,6 +318,16 @@ class ModelPipeline:
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def _parsed(method: BoundMethod, data: bytes, binary: bool) -> Any:
+    """The call's input from its body: msgpack or JSON, then the model's pydantic class if
+    its input is annotated with one (pydantic parses JSON itself, as in Truss)."""
+    if method.input_model is None:
+        return codec.unpack(data) if binary else codec.loads(data)
+    if binary:
+        return method.input_model.from_value(codec.unpack(data))
+    return method.input_model.from_json(data)
 
 
 _DRAINED = functools.partial(

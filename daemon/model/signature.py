@@ -51,6 +51,14 @@ class MethodSpec:
     is_coroutine: bool
     is_async_generator: bool
     signature: str
+    # The input parameter's and the return annotations, resolved where they can be (typed
+    # inputs and outputs, daemon/model/typed_io.py); None when absent.
+    input_annotation: Any = None
+    return_annotation: Any = None
+
+    @property
+    def takes_request(self) -> bool:
+        return self.shape is not ArgShape.INPUT
 
 
 def check_model_class(cls: type) -> dict[str, MethodSpec]:
@@ -122,7 +130,18 @@ def describe(cls: type, name: str) -> MethodSpec:
         is_coroutine=inspect.iscoroutinefunction(fn),
         is_async_generator=inspect.isasyncgenfunction(fn),
         signature=shown,
+        input_annotation=None if shape is ArgShape.REQUEST else _annotation(params[0].annotation,
+                                                                            fn),
+        return_annotation=_annotation(sig.return_annotation, fn),
     )
+
+
+def _annotation(annotation: Any, fn: Callable[..., Any]) -> Any:
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):
+        return _resolve(annotation.strip("'\" "), fn)
+    return annotation
 
 
 def _parameters(cls: type, name: str,

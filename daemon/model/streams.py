@@ -15,7 +15,7 @@ from typing import Any
 from daemon.errors import DeadlineExceeded
 from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.truss_compat import model_error
-from daemon.request import Request
+from daemon.request import Request, Response
 
 log = logging.getLogger("twinserve.model")
 
@@ -32,12 +32,16 @@ class ChunkStream:
     """
 
     def __init__(self, chunks: AsyncIterator[Any], request: Request, release: Callable[[], None],
-                 method: str, write_timeout_s: float | None) -> None:
+                 method: str, write_timeout_s: float | None, *,
+                 read_timeout_s: float | None = None, head: Response | None = None) -> None:
         self._chunks = chunks
         self._request = request
         self._release: Callable[[], None] | None = release
         self._method = method
         self._finished = False
+        # The status, content type and headers the model chose (a starlette
+        # StreamingResponse), or None: the transport's defaults. Its body is unused.
+        self.head = head
         # The write watchdog: whether a chunk is out with the transport (until it comes back
         # for the next), and how many went out. One timer per stream checks every
         # write_timeout_s whether the same chunk is still out: no clock read per chunk.
@@ -45,12 +49,19 @@ class ChunkStream:
         self._out = False
         self._handed = 0
         self._watchdog: asyncio.TimerHandle | None = None
+        # The read watchdog (runtime.streaming_read_timeout): when the model was last asked
+        # for a chunk, and one timer that ends the stream once it has waited that long.
+        self._read_timeout_s = read_timeout_s
+        self._asked_at = 0.0
+        self._read_watchdog: asyncio.TimerHandle | None = None
 
     def __aiter__(self) -> ChunkStream:
         return self
 
     async def __anext__(self) -> Any:
         self._out = False
+        if self._read_timeout_s is not None:
+            self._watch_reading()
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -77,6 +88,34 @@ class ChunkStream:
                 self._write_timeout_s, self._check_writing, task, self._handed)
         return chunk
 
+    def _watch_reading(self) -> None:
+        assert self._read_timeout_s is not None
+        loop = asyncio.get_running_loop()
+        self._asked_at = loop.time()
+        if self._read_watchdog is None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._read_watchdog = loop.call_at(self._asked_at + self._read_timeout_s,
+                                               self._check_reading, task)
+
+    def _check_reading(self, task: asyncio.Task[Any]) -> None:
+        """End the stream if the model has been asked for a chunk for read_timeout_s without
+        producing it (Truss's runtime.streaming_read_timeout); else look again when that
+        could next be true."""
+        assert self._read_timeout_s is not None
+        loop = asyncio.get_running_loop()
+        if not self._out and loop.time() - self._asked_at >= self._read_timeout_s:
+            log.error("request %s: %s produced nothing for %gs; ending its stream "
+                      "(runtime.streaming_read_timeout)", self._request.request_id,
+                      self._method, self._read_timeout_s)
+            self._read_watchdog = None
+            interrupt(self._request, task, "stream_timeout", functools.partial(
+                DeadlineExceeded, f"the model produced nothing for {self._read_timeout_s:g}s "
+                "(runtime.streaming_read_timeout)"))
+            return
+        at = (loop.time() if self._out else self._asked_at) + self._read_timeout_s
+        self._read_watchdog = loop.call_at(at, self._check_reading, task)
+
     def _check_writing(self, task: asyncio.Task[Any], handed: int) -> None:
         """End the call if the chunk that was out at the last check still is: the client
         stopped reading (it has waited write_timeout_s, at most twice that), and its call must
@@ -99,9 +138,10 @@ class ChunkStream:
         release, self._release = self._release, None
         if release is None:
             return
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        for watchdog in (self._watchdog, self._read_watchdog):
+            if watchdog is not None:
+                watchdog.cancel()
+        self._watchdog = self._read_watchdog = None
         try:
             if not self._finished:
                 self._request.mark_disconnected()

@@ -4,6 +4,7 @@ bytes, and exceptions carrying an HTTP `status_code`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from daemon import codec
@@ -33,6 +34,27 @@ def as_response(result: Any, binary: bool, method: str) -> Any:
             raise ModelError(f"{method} returned a value that cannot be sent as msgpack: {exc}") \
                 from exc
     return result
+
+
+def is_response(result: Any) -> bool:
+    """A response object the model built itself (ours, or starlette's / fastapi's)."""
+    return isinstance(result, Response) or (
+        isinstance(getattr(result, "status_code", None), int)
+        and (isinstance(getattr(result, "body", None), bytes)
+             or hasattr(result, "body_iterator")))
+
+
+def streaming_response(result: Any) -> tuple[AsyncIterator[Any], Response] | None:
+    """A starlette StreamingResponse's body iterator and its head (status, content type,
+    headers), or None for anything else."""
+    chunks, status = getattr(result, "body_iterator", None), getattr(result, "status_code", None)
+    if chunks is None or not isinstance(status, int) or not hasattr(chunks, "__anext__"):
+        return None
+    headers = {str(k): str(v) for k, v in dict(getattr(result, "headers", {})).items()}
+    content_type = headers.pop("content-type", None) or getattr(result, "media_type", None)
+    for framing in ("content-length", "transfer-encoding"):
+        headers.pop(framing, None)
+    return chunks, Response(b"", status, content_type or "application/octet-stream", headers)
 
 
 def model_error(method: str, exc: BaseException, request: Request) -> TwinserveError:
