@@ -88,6 +88,7 @@ class RuntimeConfig:
     # A model method that takes the request may end its own work this long after its
     # client left, before it is cancelled (daemon/model/grace.py); 0: cancelled at once.
     cancel_grace_s: float = 5.0
+    load_retries: int = 1  # Truss's default (NUM_LOAD_RETRIES_TRUSS): load() tried twice
 
 
 ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
@@ -284,6 +285,7 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         max_body_memory_bytes=_positive_int(raw, "runtime.max_body_memory_bytes", 512 * MiB),
         streaming_read_timeout=_seconds_or_off(raw, "runtime.streaming_read_timeout", 60.0),
         cancel_grace_s=_non_negative_number(raw, "runtime.cancel_grace_s", 5.0),
+        load_retries=_count(raw, "runtime.load_retries", 1),
     )
 
 
@@ -416,6 +418,13 @@ def _positive_int(raw: Mapping[str, Any], dotted: str, default: int) -> int:
     value = raw.get(dotted.rsplit(".", 1)[-1], default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{dotted}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _count(raw: Mapping[str, Any], dotted: str, default: int) -> int:
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{dotted}: expected a non-negative integer, got {value!r}")
     return value
 
 

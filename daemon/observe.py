@@ -16,6 +16,9 @@ time.perf_counter() on arrival."""
 
 _MODEL_ROUTES = frozenset(ENDPOINT_METHODS)
 UNMATCHED = "unmatched"  # the route label of every call that named no model route
+# Counted, but not in the access log: Prometheus scrapes every few seconds (Truss also
+# leaves them out).
+_UNLOGGED = frozenset({"/metrics"})
 
 
 class CallObserver:
@@ -28,11 +31,12 @@ class CallObserver:
         recorder = self._recorders.get((transport, route))
         if recorder is None:
             record = self._calls.route(transport, route).record
+            quiet = route in _UNLOGGED
 
             def recorder(code: str | int, started: float, request_id: str) -> None:
                 seconds = time.perf_counter() - started
                 record(code, seconds)
-                if access_log.enabled:
+                if access_log.enabled and not quiet:
                     access_log.write(transport, route, code, seconds, request_id)
 
             self._recorders[(transport, route)] = recorder

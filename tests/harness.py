@@ -33,7 +33,8 @@ def copy_model(root: Path, source: Path, config: str) -> Path:
 
 
 class DaemonProcess:
-    """One `twinserve serve` subprocess. Its stderr is collected in `.log_lines`."""
+    """One `twinserve serve` subprocess. Its stderr and stdout are collected in
+    `.log_lines`."""
 
     def __init__(self, model_dir: Path | None, *, env: Mapping[str, str] | None = None,
                  args: Sequence[str] = ()) -> None:
@@ -46,15 +47,16 @@ class DaemonProcess:
         self._listening = threading.Event()
         self.http_port = 0
         self.grpc_port = 0
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        # stdout too, as a container's log has it: what model code print()s.
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
 
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        with self.proc.stderr:
-            self._collect(self.proc.stderr)
+    def _read_output(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            self._collect(self.proc.stdout)
 
     def _collect(self, stream: Iterable[str]) -> None:
         for line in stream:

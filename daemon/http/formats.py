@@ -33,7 +33,10 @@ def _twinserve_error(kind: str, message: str, status: int, request_id: str,
 
 def _truss_error(kind: str, message: str, status: int, request_id: str,
                  param: str | None) -> Any:
-    """Truss's shape, which Truss clients parse: the request id is in X-Request-Id."""
+    """Truss's shape, which Truss clients parse. The request id is in X-Request-Id, and in
+    the message of a server error too, to find it in the log."""
+    if status >= 500:
+        return {"error": f"{message} (request id {request_id})"}
     return {"error": message}
 
 

@@ -74,6 +74,7 @@ def import_model_class(config: ModelConfig) -> type:
         raise ModelDefinitionError(
             f"{path}: model file not found (config keys model_module_dir / model_class_filename)"
         )
+    log.info("Loading truss model from file %s", path)
     module_name = ".".join(
         (*Path(config.model_module_dir).parts, Path(config.model_class_filename).stem)
     )
@@ -149,7 +150,8 @@ def build_pipeline(config: Config, metrics: Metrics,
                              request_timeout_s=runtime.request_timeout_s,
                              write_timeout_s=runtime.write_timeout_s,
                              stream_read_timeout_s=runtime.streaming_read_timeout,
-                             cancel_grace_s=runtime.cancel_grace_s, metrics=metrics,
+                             cancel_grace_s=runtime.cancel_grace_s,
+                             load_retries=runtime.load_retries, metrics=metrics,
                              engine_unavailable=engine.unavailable if engine else None)
     metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting,
                   body_memory=lambda: body_limits.memory.held if body_limits.memory else 0)

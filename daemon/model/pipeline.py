@@ -62,6 +62,7 @@ class ModelPipeline:
                  write_timeout_s: float | None = None,
                  stream_read_timeout_s: float | None = None,
                  cancel_grace_s: float = 0.0,
+                 load_retries: int = 0,
                  metrics: Metrics | None = None,
                  engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
@@ -74,6 +75,7 @@ class ModelPipeline:
         self._write_timeout_s = write_timeout_s
         self._stream_read_timeout_s = stream_read_timeout_s
         self._cancel_grace_s = cancel_grace_s
+        self._load_retries = load_retries
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
@@ -105,10 +107,7 @@ class ModelPipeline:
             routes = self._bind(self._model)
             load = getattr(self._model, "load", None)
             if callable(load):
-                if inspect.iscoroutinefunction(load):
-                    await load()
-                else:
-                    await self.run_sync(load)
+                await self._run_load(load)
         except BaseException:
             self._state = State.FAILED
             raise
@@ -117,6 +116,28 @@ class ModelPipeline:
         if self._state is State.LOADING:  # not if a drain began meanwhile
             self._state = State.READY
             self._serving = routes
+
+    async def _run_load(self, load: Callable[[], Any]) -> None:
+        """The model's load(), tried again `load_retries` times a second apart, as Truss does
+        (a flaky download, say); readiness says "loading" meanwhile."""
+        for attempt in range(self._load_retries + 1):
+            log.info("Executing model.load()...")
+            started = time.perf_counter()
+            try:
+                if inspect.iscoroutinefunction(load):
+                    await load()
+                else:
+                    await self.run_sync(load)
+            except Exception:
+                if attempt == self._load_retries:
+                    raise
+                log.warning("Failed to load model; retrying in 1 s (%d of %d)", attempt + 1,
+                            self._load_retries, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            log.info("Completed model.load() execution in %d ms",
+                     (time.perf_counter() - started) * 1000)
+            return
 
     def _bind(self, model: Any) -> dict[str, BoundMethod]:
         methods = {name: BoundMethod(spec, getattr(model, name), self.run_sync,
@@ -148,6 +169,7 @@ class ModelPipeline:
             # The exception's text may hold secrets, and readiness needs no key: the log
             # gets the traceback, the probe only the fact.
             log.exception("Exception while checking if model is healthy; reporting not ready")
+            log.warning("Health check failed: is_healthy raised")
             return "model reports unhealthy (is_healthy raised; see the server log)"
         # As in Truss: None means "no opinion" (healthy once loaded); any other falsy value
         # (False, 0, "", {}) is unhealthy.
@@ -233,7 +255,9 @@ class ModelPipeline:
         try:
             inputs = None
             binary = False
-            if method.reads_body:
+            # Parsed here unless what runs first takes only the request and reads it itself.
+            reads_body = (method.pre or method).reads_body
+            if reads_body:
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
                 data = request.received_body()
                 if data is None or len(data) > SMALL_BODY_BYTES:
@@ -250,7 +274,7 @@ class ModelPipeline:
                 inputs = await running.start(inputs, request)
                 running = None
             if not self.admission.try_acquire():
-                if method.reads_body:
+                if reads_body:
                     await self.admission.acquire()
                 else:
                     await request.while_waiting(self.admission.acquire())
@@ -265,15 +289,16 @@ class ModelPipeline:
                         streaming = True  # the stream holds the slot and the call until closed
                         if method.post is not None:
                             await stream.aclose()
-                            raise ModelError(
+                            raise _model_definition_error(
                                 "predict returned a generator (streaming), but the model also "
                                 "defines postprocess; streamed output cannot be post-processed: "
-                                "remove postprocess or return a value")
+                                "remove postprocess or return a value", request)
                         return stream
                     if method.post is not None and is_response(result):
-                        raise ModelError("predict returned a response object, but the model "
-                                         "also defines postprocess, which cannot apply to it: "
-                                         "remove postprocess or return a value")
+                        raise _model_definition_error(
+                            "predict returned a response object, but the model also defines "
+                            "postprocess, which cannot apply to it: remove postprocess or "
+                            "return a value", request)
             finally:
                 if not streaming:
                     self.admission.release()
@@ -318,6 +343,13 @@ class ModelPipeline:
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def _model_definition_error(message: str, request: Request) -> ModelError:
+    """A model that breaks the contract only at request time: the client is told, and the
+    operator too, since no client can fix it."""
+    log.error("request %s: %s", request.request_id, message)
+    return ModelError(message)
 
 
 def _parsed(method: BoundMethod, data: bytes, binary: bool) -> Any:

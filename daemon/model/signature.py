@@ -4,8 +4,8 @@ Rules (Truss's, so Truss models run unchanged):
 - a method takes the input, the request, or the input then the request; nothing else;
 - a parameter is "the request" when annotated with `daemon.Request`, or with
   `fastapi.Request` / `starlette.requests.Request` (recognised by name, never imported);
-- `predict` may not take only the request when `preprocess` exists, and neither
-  `preprocess` nor `postprocess` may take only the request.
+- `predict` may not take only the request when `preprocess` exists, nor may
+  `postprocess`; a `preprocess` that takes only the request reads the body itself.
 """
 
 from __future__ import annotations
@@ -70,13 +70,12 @@ def check_model_class(cls: type) -> dict[str, MethodSpec]:
         for name in (*PIPELINE_HOOKS, *ENDPOINT_METHODS)
         if callable(getattr(cls, name, None))
     }
-    for hook in ("preprocess", "postprocess"):
-        spec = specs.get(hook)
-        if spec is not None and spec.shape is ArgShape.REQUEST:
-            raise ModelDefinitionError(
-                f"{hook}{spec.signature}: {hook} must take the input (and optionally the "
-                "request), not only the request"
-            )
+    post = specs.get("postprocess")
+    if post is not None and post.shape is ArgShape.REQUEST:
+        raise ModelDefinitionError(
+            f"postprocess{post.signature}: postprocess must take predict's result (and "
+            "optionally the request), not only the request: the result would be discarded"
+        )
     is_healthy = getattr(cls, "is_healthy", None)
     if callable(is_healthy) and _parameters(cls, "is_healthy", is_healthy)[1]:
         raise ModelDefinitionError(

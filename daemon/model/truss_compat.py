@@ -68,6 +68,10 @@ def model_error(method: str, exc: BaseException, request: Request) -> TwinserveE
         message = detail if isinstance(detail, str) else repr(detail)
         if status < 500:
             return ClientError(message, status)
+        # A server error the model chose to send: its message goes as given, and the log
+        # gets the traceback, as for any failure of the model's.
+        log.error("%s raised while handling request %s (HTTP %d, sent as given)", method,
+                  request.request_id, status, exc_info=(type(exc), exc, exc.__traceback__))
         if status == 503:
             return NotReady(message)
         return ModelError(message)

@@ -57,9 +57,9 @@ def test_generators_are_detected() -> None:
         ("class M:\n    def preprocess(self, x): ...\n    def predict(self, r: Request): ...",
          "cannot be combined with preprocess"),
         ("class M:\n    def predict(self, x): ...\n    def postprocess(self, r: Request): ...",
-         "postprocess must take the input"),
-        ("class M:\n    def preprocess(self, r: Request): ...\n    def predict(self, x): ...",
-         "preprocess must take the input"),
+         "postprocess must take predict's result"),
+        ("class M:\n    def predict(self, x): ...\n    def is_healthy(self, x): ...",
+         "`is_healthy` must have only one argument: `self`"),
     ],
 )
 def test_breaches_name_the_method(source: str, message: str) -> None:
