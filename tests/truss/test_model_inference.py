@@ -30,6 +30,14 @@ helpers below read both). Adaptations, each also noted where it is made:
   TIMEOUT_GRACEFUL_SHUTDOWN into the container's truss_server.py, and a second daemon
   replaces the container restart.
 
+Differs from Truss on purpose (README, "Coming from Truss"), so these assert twinserve's
+behaviour:
+- test_streaming_with_error_and_stacktrace: a generator that raises after its first chunks
+  ends the body with an error line and no terminating chunk; Truss ends it as if complete.
+- test_async_streaming_timeout: a stream whose model produces nothing for
+  runtime.streaming_read_timeout before its first chunk is a whole 504; Truss has sent 200
+  headers and cuts the body.
+
 Not ported:
 - test_predict_python_versions: the Docker image's Python version (`python_version`).
 - test_requirements_file_truss: installs torch from the truss's requirements.txt at build.
