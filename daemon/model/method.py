@@ -25,12 +25,14 @@ class BoundMethod:
     it takes, and whether it runs on the loop or in the pool. `pre` and `post` are
     predict's hooks."""
 
-    __slots__ = ("name", "reads_body", "takes_request", "start", "pre", "post", "input_model")
+    __slots__ = ("name", "parses_body", "takes_request", "start", "pre", "post", "input_model")
 
     def __init__(self, spec: MethodSpec, fn: Callable[..., Any],
                  run_sync: Callable[..., Awaitable[Any]], cancel_grace_s: float = 0.0) -> None:
         self.name = spec.name
-        self.reads_body = spec.shape is not ArgShape.REQUEST
+        # Whether the pipeline parses the call's body for it: not when what runs first (this
+        # method, or predict's preprocess) takes only the request and reads the body itself.
+        self.parses_body = spec.shape is not ArgShape.REQUEST
         self.takes_request = spec.takes_request
         self.start = _starter(spec, fn, run_sync)
         if spec.takes_request and cancel_grace_s:

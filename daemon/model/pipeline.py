@@ -145,6 +145,8 @@ class ModelPipeline:
                    for name, spec in self._specs.items()}
         predict = methods["predict"]
         predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
+        if predict.pre is not None:
+            predict.parses_body = predict.pre.parses_body
         # Typed input, as in Truss: the annotation of what takes the body first.
         first = self._specs.get("preprocess") or self._specs["predict"]
         input_class = pydantic_model(first.input_annotation)
@@ -255,16 +257,17 @@ class ModelPipeline:
         try:
             inputs = None
             binary = False
-            # Parsed here unless what runs first takes only the request and reads it itself.
-            reads_body = (method.pre or method).reads_body
-            if reads_body:
+            if method.parses_body:
                 # The input: msgpack for binary content types (Truss's convention), else JSON.
                 data = request.received_body()
                 if data is None or len(data) > SMALL_BODY_BYTES:
                     self.admission.check_room()  # a call that would be refused reads nothing
                     data = await request.body()  # waits for its share of the body memory
                 binary = codec.is_binary(request.content_type)
-                inputs = _parsed(method, data, binary)
+                if method.input_model is None:
+                    inputs = codec.unpack(data) if binary else codec.loads(data)
+                else:  # pydantic parses JSON itself, as in Truss
+                    inputs = method.input_model.parse(data, binary)
             else:
                 # The model reads the body itself, holding its slot: the body's time limits
                 # count from now, not from when it gets the slot.
@@ -274,7 +277,7 @@ class ModelPipeline:
                 inputs = await running.start(inputs, request)
                 running = None
             if not self.admission.try_acquire():
-                if reads_body:
+                if method.parses_body:
                     await self.admission.acquire()
                 else:
                     await request.while_waiting(self.admission.acquire())
@@ -350,16 +353,6 @@ def _model_definition_error(message: str, request: Request) -> ModelError:
     operator too, since no client can fix it."""
     log.error("request %s: %s", request.request_id, message)
     return ModelError(message)
-
-
-def _parsed(method: BoundMethod, data: bytes, binary: bool) -> Any:
-    """The call's input from its body: msgpack or JSON, then the model's pydantic class if
-    its input is annotated with one (pydantic parses JSON itself, as in Truss)."""
-    if method.input_model is None:
-        return codec.unpack(data) if binary else codec.loads(data)
-    if binary:
-        return method.input_model.from_value(codec.unpack(data))
-    return method.input_model.from_json(data)
 
 
 _DRAINED = functools.partial(

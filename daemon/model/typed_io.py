@@ -16,6 +16,7 @@ import textwrap
 import typing
 from typing import Any
 
+from daemon import codec
 from daemon.errors import InvalidInput
 
 _STREAMS = (collections.abc.Generator, collections.abc.AsyncGenerator,
@@ -42,14 +43,15 @@ class InputModel:
     def __init__(self, cls: type) -> None:
         self.cls = cls
 
-    def from_json(self, data: bytes) -> Any:
+    def parse(self, data: bytes, binary: bool) -> Any:
+        """A JSON body parsed by pydantic itself (as Truss does); msgpack unpacked first."""
+        if binary:
+            validate = getattr(self.cls, "model_validate", None) or getattr(self.cls,
+                                                                            "parse_obj")
+            return self._parsed(validate, codec.unpack(data))
         validate = getattr(self.cls, "model_validate_json", None) or getattr(self.cls,
                                                                              "parse_raw")
         return self._parsed(validate, data)
-
-    def from_value(self, value: Any) -> Any:
-        validate = getattr(self.cls, "model_validate", None) or getattr(self.cls, "parse_obj")
-        return self._parsed(validate, value)
 
     @staticmethod
     def _parsed(validate: Any, value: Any) -> Any:
