@@ -52,6 +52,7 @@ class ChunkStream:
         # The read watchdog (runtime.streaming_read_timeout): when the model was last asked
         # for a chunk, and one timer that ends the stream once it has waited that long.
         self._read_timeout_s = read_timeout_s
+        self._loop = asyncio.get_running_loop()
         self._asked_at = 0.0
         self._read_watchdog: asyncio.TimerHandle | None = None
 
@@ -61,7 +62,9 @@ class ChunkStream:
     async def __anext__(self) -> Any:
         self._out = False
         if self._read_timeout_s is not None:
-            self._watch_reading()
+            self._asked_at = self._loop.time()
+            if self._read_watchdog is None:
+                self._start_read_watchdog()
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -88,22 +91,19 @@ class ChunkStream:
                 self._write_timeout_s, self._check_writing, task, self._handed)
         return chunk
 
-    def _watch_reading(self) -> None:
+    def _start_read_watchdog(self) -> None:
         assert self._read_timeout_s is not None
-        loop = asyncio.get_running_loop()
-        self._asked_at = loop.time()
-        if self._read_watchdog is None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._read_watchdog = loop.call_at(self._asked_at + self._read_timeout_s,
-                                               self._check_reading, task)
+        task = asyncio.current_task()  # the transport's, which asks for the chunks
+        assert task is not None
+        self._read_watchdog = self._loop.call_at(self._asked_at + self._read_timeout_s,
+                                                 self._check_reading, task)
 
     def _check_reading(self, task: asyncio.Task[Any]) -> None:
         """End the stream if the model has been asked for a chunk for read_timeout_s without
         producing it (Truss's runtime.streaming_read_timeout); else look again when that
         could next be true."""
         assert self._read_timeout_s is not None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if not self._out and loop.time() - self._asked_at >= self._read_timeout_s:
             log.error("request %s: %s produced nothing for %gs; ending its stream "
                       "(runtime.streaming_read_timeout)", self._request.request_id,
