@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, default=8080, help="HTTP port (0: any free one)")
     serve.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free one)")
+    serve.add_argument("--backend", choices=("hf", "vllm", "trtllm"), default=None,
+                       help="the engine backend that runs the model (default: its config's; "
+                            "the embedded model's is hf)")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=_serve)
@@ -64,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
                                  grpc_port=args.grpc_port, log_level=args.log_level)
     model_dir = args.model_dir if args.model_dir is not None else BUILTIN_LLM_DIR
     try:
-        config = from_cli(model_dir, server_config)
+        config = from_cli(model_dir, server_config, backend=args.backend)
         logs.configure(args.log_level, config.server.log_format, config.server.access_log)
         from daemon.metrics import Metrics
         from daemon.model.loader import build_engine, build_pipeline

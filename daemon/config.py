@@ -91,7 +91,7 @@ class RuntimeConfig:
     load_retries: int = 1  # Truss's default (NUM_LOAD_RETRIES_TRUSS): load() tried twice
 
 
-ENGINE_BACKENDS = ("hf", "trtllm", "simulated")
+ENGINE_BACKENDS = ("hf", "vllm", "trtllm", "simulated")
 ENGINE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -99,19 +99,25 @@ ENGINE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 class EngineConfig:
     """The `engine:` section: which backend generates text, with which weights.
 
-    `model` is backend-specific: for hf a local directory or Hub id (left out: the embedded
-    SmolLM2-135M-Instruct), for trtllm what `tensorrt_llm.LLM(model=...)` takes.
+    `model` is backend-specific: for hf and vllm a local directory or Hub id, for trtllm what
+    `tensorrt_llm.LLM(model=...)` takes; left out, the embedded SmolLM2-135M-Instruct.
     """
 
     backend: str
     model: str | None = None
     max_batch_size: int | None = None  # generations run at once; None: the backend's choice
     device: str = "cpu"  # hf only
-    dtype: str = "auto"  # hf only: float32, bfloat16, float16, or the checkpoint's (auto)
-    kv_cache_mib: int = 512  # hf only: the paged KV cache shared by the batch
+    # hf and vllm: float32, bfloat16, float16, or the checkpoint's (auto)
+    dtype: str = "auto"
+    # hf and vllm: the KV cache shared by the batch; None: hf 512 MiB, vllm its own default
+    kv_cache_mib: int | None = None
     max_batch_tokens: int = 512  # hf only: tokens (prompt chunks and decodes) in one step
     token_delay_ms: float = 20.0  # simulated only
     abort_timeout_s: float = 5.0  # trtllm only: wait this long for the final 'cancelled' item
+    max_model_len: int | None = None  # vllm only: the context, prompt included; None: model's
+    enforce_eager: bool = True  # vllm only: no graph compilation (faster start, exact greedy)
+    tensor_parallel_size: int = 1  # vllm only: GPUs one model is split across
+    gpu_memory_utilization: float = 0.9  # vllm on GPUs: the share for weights and KV cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +312,6 @@ def _engine(raw: Any) -> EngineConfig | None:
     if model is not None and (not isinstance(model, str) or not model):
         raise ConfigError(f"engine.model: expected a non-empty string, "
                           f"got {_kind(model)} {model!r}")
-    if backend == "trtllm" and model is None:
-        raise ConfigError("engine.model: required for backend trtllm (a checkpoint or engine dir)")
     max_batch_size = raw.get("max_batch_size")
     if max_batch_size is not None:
         max_batch_size = _positive_int(raw, "engine.max_batch_size", 1)
@@ -321,11 +325,31 @@ def _engine(raw: Any) -> EngineConfig | None:
         max_batch_size=max_batch_size,
         device=_engine_device(raw.get("device", "cpu")),
         dtype=dtype,
-        kv_cache_mib=_positive_int(raw, "engine.kv_cache_mib", 512),
+        kv_cache_mib=None if raw.get("kv_cache_mib") is None
+        else _positive_int(raw, "engine.kv_cache_mib", 512),
         max_batch_tokens=_positive_int(raw, "engine.max_batch_tokens", 512),
         token_delay_ms=_non_negative_number(raw, "engine.token_delay_ms", 20.0),
         abort_timeout_s=_non_negative_number(raw, "engine.abort_timeout_s", 5.0),
+        max_model_len=None if raw.get("max_model_len") is None
+        else _positive_int(raw, "engine.max_model_len", 1),
+        enforce_eager=_bool(raw, "engine.enforce_eager", True),
+        tensor_parallel_size=_positive_int(raw, "engine.tensor_parallel_size", 1),
+        gpu_memory_utilization=_fraction(raw, "engine.gpu_memory_utilization", 0.9),
     )
+
+
+def _bool(raw: Mapping[str, Any], dotted: str, default: bool) -> bool:
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+    return value
+
+
+def _fraction(raw: Mapping[str, Any], dotted: str, default: float) -> float:
+    value = raw.get(dotted.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{dotted}: expected a number above 0 and at most 1, got {value!r}")
+    return float(value)
 
 
 def _engine_device(value: Any) -> str:
@@ -346,8 +370,19 @@ def secret_env_name(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
-def from_cli(model_dir: Path, server: ServerConfig) -> Config:
+def from_cli(model_dir: Path, server: ServerConfig, backend: str | None = None) -> Config:
+    """The config of `twinserve serve model_dir`; `backend` (--backend) replaces the engine
+    section's backend."""
     model = load_model_config(model_dir)
+    if backend is not None:
+        if model.engine is None:
+            raise ConfigError(f"--backend {backend}: {model_dir} has no engine: section to "
+                              "run on it")
+        if backend not in ENGINE_BACKENDS:
+            raise ConfigError(f"--backend: expected one of {', '.join(ENGINE_BACKENDS)}, "
+                              f"got {backend!r}")
+        model = dataclasses.replace(model, engine=dataclasses.replace(model.engine,
+                                                                      backend=backend))
     return Config(
         model=model,
         server=with_server_section(server, _mapping(model.raw, "server"), os.environ),

@@ -223,3 +223,103 @@ class FakeLLM:
 def trt_request_output_fields() -> tuple[str, ...]:
     """The RequestOutput attributes the adapter reads (checked against the real class)."""
     return ("outputs", "prompt_token_ids", "abort", "finished")
+
+
+@dataclasses.dataclass
+class FakeVllmSamplingParams:
+    """vllm.SamplingParams' fields that the adapter sets (it sets every one)."""
+
+    n: int
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None
+    ignore_eos: bool
+    min_tokens: int
+    repetition_penalty: float
+    stop_token_ids: list[int]
+    output_kind: str
+
+
+@dataclasses.dataclass
+class FakeVllmOutput:
+    """A RequestOutput under output_kind DELTA: what is new in `outputs[0]`."""
+
+    request_id: str
+    prompt_token_ids: list[int] | None
+    outputs: list[FakeCompletionOutput]
+    finished: bool
+
+
+@dataclasses.dataclass
+class FakeModelConfig:
+    max_model_len: int
+
+
+class FakeAsyncLLM:
+    """vllm's v1 AsyncLLM: `generate()` an async generator of delta outputs, one token each
+    `token_delay` s; `abort(id)` ends a running request at its next step with one last
+    output whose finish_reason is 'abort'; closing the generator aborts it too. `running`
+    holds the ids of requests not finished, as the engine's scheduler would."""
+
+    def __init__(self, tokenizer: Any, *, max_model_len: int = 2048,
+                 words: Sequence[str] = ("tok",), token_delay: float = 0.001) -> None:
+        self.tokenizer = tokenizer
+        self.model_config = FakeModelConfig(max_model_len)
+        self.calls: list[tuple[Any, FakeVllmSamplingParams, str]] = []
+        self.running: set[str] = set()
+        self.aborted: list[str] = []
+        self.shut_down = False
+        self._words = words
+        self._delay = token_delay
+        self._abort_events: dict[str, asyncio.Event] = {}
+
+    async def get_tokenizer(self) -> Any:
+        return self.tokenizer
+
+    def generate(self, prompt: Any, params: FakeVllmSamplingParams,
+                 request_id: str) -> AsyncIterator[FakeVllmOutput]:
+        if request_id in self.running:
+            raise ValueError(f"request id {request_id} already running")
+        self.calls.append((prompt, params, request_id))
+        return self._stream(prompt["prompt_token_ids"], params, request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if request_id in self.running:
+            self.aborted.append(request_id)
+            self._abort_events[request_id].set()
+
+    async def _stream(self, prompt_ids: list[int], params: FakeVllmSamplingParams,
+                      request_id: str) -> AsyncIterator[FakeVllmOutput]:
+        self.running.add(request_id)
+        aborted = self._abort_events[request_id] = asyncio.Event()
+        made = 0
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(aborted.wait(), self._delay)
+                except asyncio.TimeoutError:
+                    pass
+                if aborted.is_set():
+                    yield FakeVllmOutput(request_id, None, [FakeCompletionOutput(
+                        finish_reason="abort")], True)
+                    return
+                word = self._words[made % len(self._words)]
+                made += 1
+                done = made == params.max_tokens
+                yield FakeVllmOutput(
+                    request_id, prompt_ids if made == 1 else None,
+                    [FakeCompletionOutput(text=word if made == 1 else " " + word,
+                                          token_ids=[made], finish_reason="length" if done
+                                          else None)], done)
+                if done:
+                    return
+        finally:  # finished, aborted, or the generator closed: the scheduler drops it
+            if request_id in self.running and not aborted.is_set() and made < params.max_tokens:
+                self.aborted.append(request_id)
+            self.running.discard(request_id)
+            del self._abort_events[request_id]
+
+    def shutdown(self) -> None:
+        self.shut_down = True

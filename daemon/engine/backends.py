@@ -19,12 +19,23 @@ def build_backend(config: EngineConfig, cache_dir: Path) -> Backend:
 
         return HfBackend(model=config.model, cache_dir=cache_dir, device=config.device,
                          dtype=config.dtype, max_batch_size=config.max_batch_size or 32,
-                         kv_cache_mib=config.kv_cache_mib,
+                         kv_cache_mib=config.kv_cache_mib or 512,
                          max_batch_tokens=config.max_batch_tokens)
+    if config.backend == "vllm":
+        from daemon.engine.vllm import VllmBackend
+
+        return VllmBackend.from_config(config, cache_dir)
     if config.backend == "trtllm":
         from daemon.engine.trtllm import TrtllmBackend
 
-        assert config.model is not None  # config.py requires it for trtllm
-        return TrtllmBackend.from_model(config.model, max_batch_size=config.max_batch_size or 256,
+        return TrtllmBackend.from_model(config.model or str(_embedded(cache_dir)),
+                                        max_batch_size=config.max_batch_size or 256,
                                         abort_timeout_s=config.abort_timeout_s)
     raise ValueError(f"unknown engine backend {config.backend!r}")  # config.py rejects these
+
+
+def _embedded(cache_dir: Path) -> Path:
+    """The embedded model as a Hugging Face checkpoint directory (converted on first use)."""
+    from daemon.engine.embedded import converted_dir
+
+    return converted_dir(cache_dir)

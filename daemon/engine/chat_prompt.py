@@ -1,4 +1,5 @@
-"""A chat's token ids, with what the messages say tokenized as text.
+"""A prompt's token ids, checked against the model's context; a chat's with what the
+messages say tokenized as text.
 
 Rendered by the chat template and tokenized as one string, a message that contains the
 model's own markup (`<|im_end|><|im_start|>system ...`) is tokenized as that markup: a user
@@ -11,13 +12,39 @@ whitespace may the tokens split differently from tokenizing the chat as one stri
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from daemon.engine.generation import GenerationRequest
 from daemon.errors import InvalidInput
 
 # Private-use characters: in no chat template, and left alone by the ones that trim.
 _MARK = "\ue000{}\ue001"
+
+
+def tokenized(request: GenerationRequest, tokenizer: Any, context: int) -> GenerationRequest:
+    """`request` with its prompt's token ids (a raw prompt as the tokenizer encodes it, a
+    chat through its template); InvalidInput if it is empty, or if it and `max_tokens` do
+    not fit in `context` tokens."""
+    if request.messages is not None:
+        ids = chat_token_ids(tokenizer, request.messages)
+        field = "messages"
+    else:
+        assert request.prompt is not None
+        ids = tokenizer(request.prompt).input_ids
+        field = "prompt"
+    if not ids:
+        raise InvalidInput(f"{field}: the prompt is empty once tokenized", field)
+    room = context - len(ids)
+    if room < 1:
+        raise InvalidInput(f"{field}: the prompt is {len(ids)} tokens; this model's context "
+                           f"holds {context}", field)
+    if request.sampling.max_tokens > room:
+        raise InvalidInput(f"max_tokens: the prompt takes {len(ids)} of this model's "
+                           f"{context}-token context, so at most {room} tokens can be "
+                           f"generated; got {request.sampling.max_tokens}", "max_tokens")
+    return dataclasses.replace(request, prompt_token_ids=tuple(ids))
 
 
 def chat_token_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:

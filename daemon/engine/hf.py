@@ -14,7 +14,6 @@ for the next requests.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.engine.cancel import CancelSignal
-from daemon.engine.chat_prompt import chat_token_ids
+from daemon.engine.chat_prompt import tokenized
 from daemon.engine.detokenize import IncrementalDetokenizer
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
 from daemon.errors import InvalidInput, ModelDefinitionError, ModelError, NotReady
@@ -170,24 +169,7 @@ class HfBackend:
             raise InvalidInput("repetition_penalty: not available with the hf backend "
                                "(transformers' continuous batching has no per-request "
                                "repetition penalty); leave it at 1", "repetition_penalty")
-        if request.messages is not None:
-            ids = chat_token_ids(self._tokenizer, request.messages)
-            field = "messages"
-        else:
-            assert request.prompt is not None
-            ids = self.token_ids(request.prompt)
-            field = "prompt"
-        if not ids:
-            raise InvalidInput(f"{field}: the prompt is empty once tokenized", field)
-        room = self._context - len(ids)
-        if room < 1:
-            raise InvalidInput(f"{field}: the prompt is {len(ids)} tokens; this model's context "
-                               f"holds {self._context}", field)
-        if sampling.max_tokens > room:
-            raise InvalidInput(f"max_tokens: the prompt takes {len(ids)} of this model's "
-                               f"{self._context}-token context, so at most {room} tokens can "
-                               f"be generated; got {sampling.max_tokens}", "max_tokens")
-        return dataclasses.replace(request, prompt_token_ids=tuple(ids))
+        return tokenized(request, self._tokenizer, self._context)
 
     # -- one generation -----------------------------------------------------------------------
 

@@ -228,9 +228,13 @@ def test_engine_config_section_parses_with_errors_naming_the_key(tmp_path: Path)
 
     config = parse_model_config(tmp_path, {"engine": {"backend": "simulated", "token_delay_ms": 5}})
     assert config.engine is not None and config.engine.token_delay_ms == 5.0
-    for raw, key in [({"backend": "vllm"}, "engine.backend"),
+    for raw, key in [({"backend": "onnx"}, "engine.backend"),
                      ({"backend": "hf", "colour": 1}, "engine.colour"),
-                     ({"backend": "trtllm"}, "engine.model"),
+                     ({"backend": "vllm", "model": ""}, "engine.model"),
+                     ({"backend": "vllm", "enforce_eager": "yes"}, "engine.enforce_eager"),
+                     ({"backend": "vllm", "gpu_memory_utilization": 1.5},
+                      "engine.gpu_memory_utilization"),
+                     ({"backend": "vllm", "max_model_len": 0}, "engine.max_model_len"),
                      ({"backend": "hf", "max_batch_size": 0}, "engine.max_batch_size"),
                      ({"backend": "hf", "dtype": "int4"}, "engine.dtype"),
                      ({"backend": "hf", "kv_cache_mib": 0}, "engine.kv_cache_mib"),
