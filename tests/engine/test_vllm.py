@@ -56,7 +56,7 @@ async def test_streams_deltas_and_maps_finish_reason(tokenizer: Any) -> None:
     assert (deltas[-1].usage.prompt_tokens, deltas[-1].usage.completion_tokens) == \
         (len(prompt_ids), 3)
     (prompt, _, _), = llm.calls
-    assert prompt == {"prompt_token_ids": prompt_ids}  # tokenized once, by us
+    assert prompt == {"type": "token", "prompt_token_ids": prompt_ids}  # tokenized once, by us
 
 
 async def test_every_sampling_value_is_set_explicitly(tokenizer: Any) -> None:
