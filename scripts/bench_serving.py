@@ -11,10 +11,18 @@ two so machine noise hits both alike. With `--memory N` it then sends N mixed re
 (lengths, greedy and sampled, one in four abandoned mid-stream) and reports the daemon's
 resident memory after the first 100 and after all N.
 
+With `--peer vllm` it starts two servers on the embedded model's weights, with the same engine
+settings (float32, eager, 2048-token context, 1 GiB KV cache, `--max-batch-size`) and the
+same environment: vLLM's own OpenAI server and a daemon with `engine: {backend: vllm}`. It
+sends both the same streamed /v1/completions over HTTP, alternating which goes first level by
+level and round by round, and prints the daemon's ratios to vLLM: output tokens/s, and TTFT
+p50 as +x%. Run it with the interpreter that has vLLM (scripts/install.sh --vllm).
+
     python scripts/bench_serving.py                        # embedded model, HTTP, 1 4 16 32
     python scripts/bench_serving.py --transport grpc --levels 1 16 --ceiling
     python scripts/bench_serving.py --levels 16 --memory 1000
     python scripts/bench_serving.py --url http://host:8080 # a daemon already running
+    .venv-vllm/bin/python scripts/bench_serving.py --peer vllm --levels 1 16 --waves 12 --rounds 3
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from clients import AsyncGrpcClient, AsyncHttpClient  # noqa: E402
 from daemon.config import EngineConfig, load_model_config  # noqa: E402
 from daemon.cli import BUILTIN_LLM_DIR  # noqa: E402
-from tests.harness import DaemonProcess  # noqa: E402
+from scripts.vllm_peer import (  # noqa: E402
+    VllmServer,
+    cpu_binding,
+    cpu_environment,
+    peer_engine,
+    write_model_dir,
+)
+from tests.harness import REPO, DaemonProcess  # noqa: E402
 
 WORDS = ("river", "stone", "light", "garden", "market", "winter", "signal", "harbor")
 
@@ -52,6 +69,14 @@ class Level:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.elapsed if self.elapsed else 0.0
+
+    def add(self, other: Level) -> None:
+        """`other`'s run counted in this one, as one longer run."""
+        self.tokens += other.tokens
+        self.requests += other.requests
+        self.elapsed += other.elapsed
+        self.ttft += other.ttft
+        self.itl += other.itl
 
 
 def prompts(count: int, input_len: int) -> list[str]:
@@ -283,6 +308,121 @@ async def bench(args: argparse.Namespace, url: str, grpc_target: str,
             await asyncio.to_thread(ceiling.stop)
 
 
+SIDES = ("vllm", "daemon")
+# The issue's targets, by concurrency: the daemon's tokens/s at least this share of vLLM's,
+# and its TTFT p50 at most this much above vLLM's (None: no TTFT target).
+TARGETS: dict[int, tuple[float, float | None]] = {1: (0.95, None), 16: (1.0, 0.10)}
+
+
+def comparison(daemon: Level, peer: Level) -> str:
+    ttft_daemon, ttft_peer = percentile(daemon.ttft, 50), percentile(peer.ttft, 50)
+    return (f"daemon/vllm = {daemon.tokens_per_s / peer.tokens_per_s:.2f}x tokens/s, "
+            f"TTFT p50 {(ttft_daemon / ttft_peer - 1) * 100:+.0f}%")
+
+
+def target_note(daemon: Level, peer: Level) -> str:
+    if daemon.concurrency not in TARGETS:
+        return ""
+    min_ratio, max_ttft = TARGETS[daemon.concurrency]
+    ratio = daemon.tokens_per_s / peer.tokens_per_s
+    ttft = percentile(daemon.ttft, 50) / percentile(peer.ttft, 50) - 1
+    met = ratio >= min_ratio and (max_ttft is None or ttft <= max_ttft)
+    wanted = f">= {min_ratio:.2f}x" + ("" if max_ttft is None else f", TTFT <= +{max_ttft:.0%}")
+    return f"{'met' if met else 'MISSED'} ({wanted})"
+
+
+def both_ms(daemon: float, peer: float, digits: int = 0) -> str:
+    return f"{daemon * 1000:.{digits}f} / {peer * 1000:.{digits}f}"
+
+
+def peer_summary(totals: Mapping[tuple[str, int], Level], levels: Sequence[int],
+                 rounds: int) -> list[dict[str, Any]]:
+    print(f"all {rounds} round(s) together; latencies daemon / vllm, in ms:")
+    print(f"{'conc':>4} {'daemon tok/s':>13} {'vllm tok/s':>11} {'ratio':>6} {'TTFT p50':>11} "
+          f"{'':>5} {'TTFT p99':>14} {'ITL p50':>13}  target")
+    results: list[dict[str, Any]] = []
+    for concurrency in levels:
+        daemon, peer = totals["daemon", concurrency], totals["vllm", concurrency]
+        ratio = daemon.tokens_per_s / peer.tokens_per_s
+        ttft = percentile(daemon.ttft, 50) / percentile(peer.ttft, 50) - 1
+        ttft_p50 = both_ms(percentile(daemon.ttft, 50), percentile(peer.ttft, 50))
+        ttft_p99 = both_ms(percentile(daemon.ttft, 99), percentile(peer.ttft, 99))
+        itl_p50 = both_ms(percentile(daemon.itl, 50), percentile(peer.itl, 50), 1)
+        line = (f"{concurrency:>4} {daemon.tokens_per_s:>13.1f} {peer.tokens_per_s:>11.1f} "
+                f"{ratio:>5.2f}x {ttft_p50:>11} {ttft * 100:+4.0f}% {ttft_p99:>14} "
+                f"{itl_p50:>13}  {target_note(daemon, peer)}")
+        print(line.rstrip())
+        results.append({"concurrency": concurrency,
+                        "daemon_tokens_per_s": daemon.tokens_per_s,
+                        "vllm_tokens_per_s": peer.tokens_per_s, "ratio": ratio,
+                        "daemon_ttft_p50_s": percentile(daemon.ttft, 50),
+                        "vllm_ttft_p50_s": percentile(peer.ttft, 50),
+                        "daemon_ttft_p99_s": percentile(daemon.ttft, 99),
+                        "vllm_ttft_p99_s": percentile(peer.ttft, 99),
+                        "daemon_itl_p50_s": percentile(daemon.itl, 50),
+                        "vllm_itl_p50_s": percentile(peer.itl, 50)})
+    return results
+
+
+async def bench_peer(args: argparse.Namespace, urls: Mapping[str, str]) -> None:
+    """The same load on both servers, one at a time: which side goes first alternates level
+    by level and round by round, so a slower stretch of the machine hits both."""
+    texts = prompts(max(args.levels) * args.waves + 8, args.input_len)
+    clients = {side: AsyncHttpClient(urls[side], timeout=600) for side in SIDES}
+    totals = {(side, concurrency): Level(concurrency)
+              for side in SIDES for concurrency in args.levels}
+    try:
+        for side in SIDES:  # warm-up: the first steps of a fresh batch shape are slower
+            await run_daemon_level(clients[side], texts, 2, 1, 8, args.ignore_eos)
+        print(f"transport=http input_len~{args.input_len} output_len={args.output_len} "
+              f"waves={args.waves} rounds={args.rounds}")
+        print(HEADER)
+        for round_index in range(args.rounds):
+            for level_index, concurrency in enumerate(args.levels):
+                first_peer = (round_index + level_index) % 2 == 0
+                measured: dict[str, Level] = {}
+                for side in SIDES if first_peer else SIDES[::-1]:
+                    measured[side] = await run_daemon_level(
+                        clients[side], texts, concurrency, args.waves, args.output_len,
+                        args.ignore_eos)
+                    print(row(side, measured[side]), flush=True)
+                    totals[side, concurrency].add(measured[side])
+                print(f"{'':8} {'':>4} {comparison(measured['daemon'], measured['vllm'])}",
+                      flush=True)
+        results = peer_summary(totals, args.levels, args.rounds)
+        if args.json:
+            print(json.dumps(results))
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+def run_with_peer(args: argparse.Namespace) -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise SystemExit(f"--peer vllm: {sys.executable} cannot import vllm; run this script "
+                         "with .venv-vllm/bin/python (scripts/install.sh --vllm)")
+    engine = peer_engine(args.max_batch_size)
+    # One environment for both servers, the daemon's own additions included.
+    extra = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, **extra}
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
+        model_dir = write_model_dir(Path(tmp), engine)
+        served_name = load_model_config(model_dir).model_name
+        # Both start at once (start-up is not measured); idle, each takes next to no CPU.
+        with VllmServer(engine, served_name=served_name, env=env,
+                        log_path=Path(tmp) / "vllm.log") as peer, \
+                DaemonProcess(model_dir, env=extra) as daemon:
+            peer.wait_ready(timeout=600)
+            daemon.wait_ready(timeout=600)
+            print(f"engine, both servers: {engine.model} dtype={engine.dtype} "
+                  f"enforce_eager={engine.enforce_eager} max_model_len={engine.max_model_len} "
+                  f"kv_cache={engine.kv_cache_mib} MiB max_batch={engine.max_batch_size}")
+            print(f"environment, both servers: {cpu_environment(env)}")
+            print(f"CPUs: daemon {cpu_binding(daemon.log_lines)}; "
+                  f"vllm {cpu_binding(peer.log_lines)} (of {os.cpu_count()})")
+            asyncio.run(bench_peer(args, {"daemon": daemon.http_url, "vllm": peer.url}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running daemon's HTTP URL (default: start one)")
@@ -303,7 +443,25 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, metavar="N",
                         help="then send N mixed requests and report the daemon's RSS")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--peer", choices=("vllm",), default=None,
+                        help="also start vLLM's own server and compare a daemon with the vllm "
+                             "backend to it, same weights and engine settings")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --peer: times each level runs on each side, alternating")
+    parser.add_argument("--max-batch-size", type=int, default=32,
+                        help="with --peer: sequences a step, on both sides")
     args = parser.parse_args()
+    if args.peer:
+        conflicts = [flag for flag, given in (("--url", args.url), ("--model-dir", args.model_dir),
+                                              ("--ceiling", args.ceiling),
+                                              ("--memory", args.memory),
+                                              ("--transport grpc", args.transport == "grpc"))
+                     if given]
+        if conflicts:
+            parser.error(f"--peer starts both servers itself, over HTTP: leave out "
+                         f"{', '.join(conflicts)}")
+        run_with_peer(args)
+        return
     if args.url:
         asyncio.run(bench(args, args.url, args.grpc or ""))
         return
