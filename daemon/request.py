@@ -216,12 +216,31 @@ class Request:
 
     async def while_waiting(self, waiting: Awaitable[T]) -> T:
         """Await `waiting` (the call's turn for a slot), taking in the body's first bytes
-        meanwhile (daemon/body_prefetch.py) so that its idle time counts from their arrival."""
-        if self._body is not None or self._streamed or self._limits.idle_timeout_s is None:
+        meanwhile (daemon/body_prefetch.py) so that its idle time counts from their arrival;
+        BodyTimeout if the body stalls before the turn comes."""
+        idle_s = self._limits.idle_timeout_s
+        if self._body is not None or self._streamed or idle_s is None:
             return await waiting
-        self._prefetch = BodyPrefetch(aiter(self._body_source.chunks()),
-                                      asyncio.get_running_loop())
-        return await waiting
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        started_at = self.started_at if self.started_at is not None else loop.time()
+        prefetch = self._prefetch = BodyPrefetch(aiter(self._body_source.chunks()), loop,
+                                                 started_at)
+        expired: list[bool] = []  # [whole] once the body stalled while waiting
+
+        def expire(whole: bool) -> None:
+            expired.append(whole)
+            task.cancel()
+
+        prefetch.expire_if_stalled(idle_s, self._limits.timeout_s, expire)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+            raise BodyTimeout(None if expired[0] else idle_s) from None
 
     def release_body(self) -> None:
         """The call is over: give back its body's share of the body memory, and stop a read

@@ -1574,11 +1574,10 @@ def run_attacks(args: argparse.Namespace, root: Path, findings: Findings) -> lis
             results.append(availability("slot-stall (a) echo", echo,
                                         slot_stall(echo.http_port), args))
             hostile = daemons.get("hostile-1-slot")
-            # A model that reads its own body does so holding its one slot: each stalled
-            # body holds it for body_idle_timeout_s in turn, and a normal call queues behind.
+            # A model that reads its own body does so holding its one slot; stalled bodies
+            # that queue for it are refused in the queue (daemon/body_prefetch.py).
             results.append(availability("slot-stall (b) hostile 1 slot", hostile,
-                                        slot_stall(hostile.http_port), args,
-                                        " (a raw-body model's one slot is not protected)"))
+                                        slot_stall(hostile.http_port), args))
         if "non-reading" in selected:
             wide = daemons.get("hostile-96-slots")
             results.append(availability("non-reading", wide, non_reading(wide, args.timeout),

@@ -120,6 +120,33 @@ def test_stalled_bodies_queued_for_the_slot_expire_together(hostile: DaemonProce
             sock.close()
 
 
+def test_a_body_that_stalls_while_queued_is_refused_in_the_queue(
+        hostile: DaemonProcess) -> None:
+    """It never takes the slot: refused once idle for body_idle_timeout_s (1 s), while the
+    call ahead of it (a body trickling in for 3 s) still holds the slot."""
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            + b"\r\nContent-Length: 14\r\n\r\n")
+    with connect(hostile) as slow, connect(hostile) as stalled, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow.sendall(head + b'{"n": ')
+        wait_for_metric(hostile, "twinserve_in_flight", 1, 5)  # it holds the one slot
+
+        def trickle() -> bytes:
+            for _ in range(6):  # 3 s, never idle for 1 s
+                time.sleep(0.5)
+                slow.sendall(b" ")
+            slow.sendall(b"1}")
+            return read_until_closed(slow)
+
+        slow_answer = pool.submit(trickle)
+        started = time.monotonic()
+        stalled.sendall(head + b'{"n"')
+        refused = stalled.recv(4096)  # the answer (the connection is closed later)
+        assert time.monotonic() - started < 2.5
+        assert refused.startswith(b"HTTP/1.1 408 ") and not slow_answer.done()
+        assert b'"n":1' in slow_answer.result(timeout=10)
+
+
 @pytest.mark.parametrize("sent", [0, 1], ids=["no-message", "one-message"])
 def test_a_stalled_grpc_upload_is_deadline_exceeded(hostile: DaemonProcess,
                                                    channel: grpc.Channel, sent: int) -> None:
