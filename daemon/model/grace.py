@@ -6,7 +6,8 @@ once (and engine work tied to the request stops). A method that takes the reques
 abort its engine's request, log, return. Cancelling it at once would skip that code, so
 its call runs in a task of its own which the client's leaving does not reach. The request
 is marked disconnected instead, and the code gets `runtime.cancel_grace_s` to finish; what
-it still returns or yields is dropped. If it has not finished by then, it is cancelled.
+it still returns or yields is dropped. If it has not finished by then, or a stream has
+yielded 8 more chunks, it is cancelled.
 A call the server ends (time limit, drain, a client that stopped reading) is cancelled at
 once, as is any call when the grace is 0.
 """
@@ -23,6 +24,7 @@ from daemon.request import Request
 log = logging.getLogger("twinserve.model")
 
 Start = Callable[[Any, Request], Awaitable[Any]]
+_MORE_CHUNKS = 8  # what a stream may still yield after its client left, besides the one due
 
 
 def call_with_grace(start: Start, name: str, grace_s: float) -> Start:
@@ -78,8 +80,14 @@ async def _finish(step: asyncio.Future[Any], request: Request, name: str, grace_
         async with asyncio.timeout(grace_s):
             await step
             if rest is not None:
-                async for _ in rest:
-                    pass
+                # A stream that watches its request ends within a chunk or two of seeing the
+                # disconnect; one that goes on producing is not watching, and is closed (a
+                # generator that never awaits would otherwise hold the loop for good).
+                for _ in range(_MORE_CHUNKS):
+                    await anext(rest)
+                    await asyncio.sleep(0)
+                log.warning("request %s: %s kept streaming after its client left; closed",
+                            request.request_id, name)
     except (StopAsyncIteration, asyncio.CancelledError):
         pass
     except TimeoutError:

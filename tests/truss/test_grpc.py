@@ -156,3 +156,35 @@ def test_grace_zero_cancels_at_once(truss_server: TrussServer) -> None:
     daemon = truss_server(WATCHER, "runtime:\n  cancel_grace_s: 0\n")
     _leave_grpc_call(daemon, {"ignore": True})
     daemon.wait_for_log("cancelled after the grace", timeout=1)
+
+
+FLOOD = """
+import fastapi
+
+
+class Model:
+    def predict(self, inputs, request: fastapi.Request):
+        async def flood():
+            while True:  # never awaits, never looks at the request
+                yield "x" * 1000
+        return flood()
+"""
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_a_stream_that_never_stops_is_closed_when_its_client_leaves(
+        truss_server: TrussServer, transport: str) -> None:
+    """The grace does not keep driving a stream that ignores the disconnect (one that never
+    awaits would hold the event loop): it is closed after a few more chunks."""
+    daemon = truss_server(FLOOD, GRACE)
+    if transport == "http":
+        with httpx.stream("POST", f"{daemon.http_url}/v1/models/model:predict", json={},
+                          timeout=10) as response:
+            next(response.iter_raw())
+    else:
+        with GrpcClient(daemon.grpc_target) as client:
+            chunks = client.predict_stream({})
+            next(chunks)
+            chunks.close()
+    daemon.wait_for_log("kept streaming after its client left; closed")
+    assert httpx.get(f"{daemon.http_url}/health/ready", timeout=2).status_code == 200
