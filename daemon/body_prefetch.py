@@ -61,6 +61,12 @@ class BodyPrefetch:
 
         check()
 
+    def stop_expiring(self) -> None:
+        """The call got its slot: from now on the model's reads apply the body's limits."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def _take_in(self) -> None:
         while not self._taken and self._size < LIMIT:
             try:

@@ -241,6 +241,8 @@ class Request:
                 raise
             task.uncancel()
             raise BodyTimeout(None if expired[0] else idle_s) from None
+        finally:
+            prefetch.stop_expiring()
 
     def release_body(self) -> None:
         """The call is over: give back its body's share of the body memory, and stop a read
