@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 from daemon.engine.sampling import SamplingParams
@@ -55,3 +55,15 @@ class Delta:
     prompt_tokens: int | None = None  # backends report it once, on any delta; the core
     # passes it on with each choice's first delta
     stop_sequence: str | None = None  # on a finish delta: the stop sequence that ended it
+
+
+def output_deltas(text: str, token_ids: Sequence[int], prompt_tokens: int | None,
+                  finish_reason: str | None,
+                  reasons: Mapping[str, FinishReason]) -> Iterator[Delta]:
+    """An engine's output (what is new in it) as our deltas: its text and tokens, if any or
+    if it is the first (`prompt_tokens`), then its finish, through `reasons` ("stop" for a
+    reason not in it)."""
+    if text or token_ids or prompt_tokens is not None:
+        yield Delta(text=text, token_ids=tuple(token_ids), prompt_tokens=prompt_tokens)
+    if finish_reason is not None:
+        yield Delta(finish_reason=reasons.get(finish_reason, "stop"))

@@ -23,7 +23,7 @@ from typing import Any
 
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.chat_prompt import chat_token_ids
-from daemon.engine.generation import Delta, FinishReason, GenerationRequest
+from daemon.engine.generation import Delta, FinishReason, GenerationRequest, output_deltas
 
 log = logging.getLogger("twinserve.engine.trtllm")
 
@@ -167,13 +167,11 @@ class TrtllmBackend:
                 completion = item.outputs[0]
                 prompt_tokens = len(item.prompt_token_ids) if first else None
                 first = False
-                token_ids = tuple(completion.token_ids_diff)
-                if completion.text_diff or token_ids or prompt_tokens is not None:
-                    yield Delta(text=completion.text_diff, token_ids=token_ids,
-                                prompt_tokens=prompt_tokens)
+                for delta in output_deltas(completion.text_diff, completion.token_ids_diff,
+                                           prompt_tokens, completion.finish_reason,
+                                           FINISH_REASONS):
+                    yield delta
                 if completion.finish_reason is not None:
-                    yield Delta(finish_reason=FINISH_REASONS.get(completion.finish_reason,
-                                                                 "stop"))
                     return
         finally:
             for handle in watchdog:

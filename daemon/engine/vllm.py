@@ -29,7 +29,7 @@ from typing import Any
 from daemon.config import EngineConfig
 from daemon.engine.cancel import CancelSignal
 from daemon.engine.chat_prompt import tokenized
-from daemon.engine.generation import Delta, FinishReason, GenerationRequest
+from daemon.engine.generation import Delta, FinishReason, GenerationRequest, output_deltas
 from daemon.errors import InvalidInput, ModelDefinitionError
 
 log = logging.getLogger("twinserve.engine.vllm")
@@ -150,14 +150,12 @@ class VllmBackend:
                 completion = output.outputs[0]
                 prompt_tokens = len(output.prompt_token_ids or ()) if first else None
                 first = False
-                token_ids = tuple(completion.token_ids)
-                if completion.text or token_ids or prompt_tokens is not None:
-                    yield Delta(text=completion.text, token_ids=token_ids,
-                                prompt_tokens=prompt_tokens)
-                if completion.finish_reason is not None:
-                    finished = True
-                    yield Delta(finish_reason=FINISH_REASONS.get(completion.finish_reason,
-                                                                 "stop"))
+                finished = completion.finish_reason is not None
+                for delta in output_deltas(completion.text, completion.token_ids,
+                                           prompt_tokens, completion.finish_reason,
+                                           FINISH_REASONS):
+                    yield delta
+                if finished:
                     return
             finished = True
             yield Delta(finish_reason="cancelled" if cancel.is_set() else "stop")
