@@ -167,6 +167,17 @@ def test_bad_input_is_invalid_argument(vllm: DaemonProcess, transport: str) -> N
     assert wait_until_vllm_idle(vllm) >= 0  # nothing was left running
 
 
+def test_the_embedded_model_serves_with_backend_vllm(
+        start_daemon_per_test: StartDaemon) -> None:
+    """The README's `twinserve serve --backend vllm`: the built-in config, no model dir."""
+    daemon = start_daemon_per_test(None, args=["--backend", "vllm"], timeout=240)
+    prompt = "The capital of France is"
+    body = {"model": "m", "prompt": prompt, "max_tokens": 8, "temperature": 0}
+    answer = httpx.post(f"{daemon.http_url}/v1/completions", json=body, timeout=60).json()
+    assert answer["choices"][0]["text"] == transformers_greedy(prompt, 8)
+    daemon.wait_for_log("vllm engine ready")
+
+
 def _stream_until_cut(daemon: DaemonProcess) -> Iterator[bytes]:
     with httpx.stream("POST", f"{daemon.http_url}/predict", json={**LONG, "stream": True},
                       timeout=60) as response:
