@@ -211,7 +211,7 @@ def parse_model_config(root: Path, raw: Mapping[str, Any]) -> ModelConfig:
         data_dir=_str(raw, "data_dir", default="data"),
         bundled_packages_dir=_str(raw, "bundled_packages_dir", default="packages"),
         external_package_dirs=_external_package_dirs(root, raw),
-        secrets=_str_map(raw, "secrets", allow_none=True),
+        secrets=_secrets(raw),
         environment_variables=_environment_variables(raw),
         model_metadata=_mapping(raw, "model_metadata"),
         runtime=_runtime(_mapping(raw, "runtime")),
@@ -437,15 +437,16 @@ def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _str_map(raw: Mapping[str, Any], key: str, *, allow_none: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in _mapping(raw, key).items():
-        if value is None and allow_none:
+def _secrets(raw: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each secret's default (None: none), as a string."""
+    out: dict[str, str | None] = {}
+    for name, value in _mapping(raw, "secrets").items():
+        if value is None:
             out[str(name)] = None
         elif isinstance(value, (str, int, float, bool)):
             out[str(name)] = str(value)
         else:
-            raise ConfigError(f"{key}.{name}: expected a string, got {_kind(value)}")
+            raise ConfigError(f"secrets.{name}: expected a string, got {_kind(value)}")
     return out
 
 

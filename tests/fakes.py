@@ -275,7 +275,7 @@ class FakeAsyncLLM:
         self._delay = token_delay
         self._abort_events: dict[str, asyncio.Event] = {}
 
-    async def get_tokenizer(self) -> Any:
+    def get_tokenizer(self) -> Any:
         return self.tokenizer
 
     def generate(self, prompt: Any, params: FakeVllmSamplingParams,

@@ -77,3 +77,18 @@ def test_missing_model_file_is_reported(start_daemon: StartDaemon, tmp_path: Pat
     daemon = start_daemon(tmp_path, wait="none")
     assert daemon.wait_exit() == 1
     assert "missing.py: model file not found" in daemon.log
+
+
+def test_backend_flag_runs_the_engine_section_on_another_backend(
+        start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(MODELS / "engine_simulated", args=["--backend", "hf"])
+    daemon.wait_for_log("hf backend loaded")  # the embedded model, not the simulated backend
+    answer = httpx.post(f"{daemon.http_url}/predict",
+                        json={"prompt": "Hi", "max_tokens": 2, "temperature": 0}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
+def test_backend_flag_needs_an_engine_section(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(MODELS / "lifecycle", wait="none", args=["--backend", "vllm"])
+    assert daemon.wait_exit() == 1
+    assert "--backend vllm:" in daemon.log and "has no engine: section" in daemon.log

@@ -98,7 +98,7 @@ class VllmBackend:
     async def start(self) -> None:
         # Builds and starts the engine's processes; blocking, so off the loop.
         self.engine = await asyncio.to_thread(self._engine_factory)
-        self._tokenizer = await _maybe_await(self.engine.get_tokenizer())
+        self._tokenizer = self.engine.get_tokenizer()
         self._context = int(self.engine.model_config.max_model_len)
         log.info("vllm engine ready: context %d tokens, up to %d sequences a step",
                  self._context, self.max_batch_size)
@@ -176,10 +176,3 @@ class VllmBackend:
         task = asyncio.ensure_future(self.engine.abort(request_id))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
-
-
-async def _maybe_await(value: Any) -> Any:
-    """vLLM's `get_tokenizer()` is a coroutine in some releases and a plain call in others."""
-    if asyncio.iscoroutine(value):
-        return await value
-    return value

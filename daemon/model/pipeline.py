@@ -31,7 +31,7 @@ from daemon.model.signature import MethodSpec
 from daemon.model.grace import chunks_with_grace
 from daemon.model.streams import ChunkStream, as_chunks
 from daemon.model.truss_compat import as_response, is_response, model_error, streaming_response
-from daemon.model.typed_io import InputModel, Schema, pydantic_model
+from daemon.model.typed_io import InputModel, Schema
 from daemon.request import SMALL_BODY_BYTES, BodyLimits, Request, current_request
 
 log = logging.getLogger("twinserve.model")
@@ -80,8 +80,8 @@ class ModelPipeline:
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
         self._specs = dict(specs)
-        # Truss's schema: the typed input of what takes the body first, and the output of
-        # what answers last.
+        # Truss's schema: the typed input of what takes the body first (predict is given it
+        # parsed into that class), and the output of what answers last.
         self.schema = Schema.of(
             (specs.get("preprocess") or specs["predict"]).input_annotation,
             (specs.get("postprocess") or specs["predict"]).return_annotation)
@@ -147,9 +147,7 @@ class ModelPipeline:
         predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
         if predict.pre is not None:
             predict.parses_body = predict.pre.parses_body
-        # Typed input, as in Truss: the annotation of what takes the body first.
-        first = self._specs.get("preprocess") or self._specs["predict"]
-        input_class = pydantic_model(first.input_annotation)
+        input_class = self.schema.input_type if self.schema is not None else None
         predict.input_model = None if input_class is None else InputModel(input_class)
         return {route: method for route, method in methods.items()
                 if route not in ("preprocess", "postprocess")}

@@ -192,9 +192,3 @@ async def _iterate_in_threads(gen: Generator[Any, Any, Any], executor: concurren
 
 def _next_or_done(gen: Generator[Any, Any, Any]) -> Any:
     return next(gen, _DONE)
-
-
-async def close_chunks(chunks: AsyncIterator[Any]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()

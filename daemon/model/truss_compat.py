@@ -23,10 +23,7 @@ def as_response(result: Any, binary: bool, method: str) -> Any:
     body, status = getattr(result, "body", None), getattr(result, "status_code", None)
     if isinstance(body, bytes) and isinstance(status, int):
         # starlette/fastapi Response objects, so Truss models keep theirs.
-        headers = {str(k): str(v) for k, v in dict(getattr(result, "headers", {})).items()}
-        content_type = headers.pop("content-type", None) or getattr(result, "media_type", None)
-        headers.pop("content-length", None)
-        return Response(body, status, content_type or "application/octet-stream", headers)
+        return _as_ours(result, body, status)
     if binary:
         try:
             return Response(codec.pack(result))
@@ -50,11 +47,17 @@ def streaming_response(result: Any) -> tuple[AsyncIterator[Any], Response] | Non
     chunks, status = getattr(result, "body_iterator", None), getattr(result, "status_code", None)
     if chunks is None or not isinstance(status, int) or not hasattr(chunks, "__anext__"):
         return None
+    return chunks, _as_ours(result, b"", status)
+
+
+def _as_ours(result: Any, body: bytes, status: int) -> Response:
+    """A starlette response's status, content type and headers, with `body`; the framing
+    headers are the transport's to write."""
     headers = {str(k): str(v) for k, v in dict(getattr(result, "headers", {})).items()}
     content_type = headers.pop("content-type", None) or getattr(result, "media_type", None)
     for framing in ("content-length", "transfer-encoding"):
         headers.pop(framing, None)
-    return chunks, Response(b"", status, content_type or "application/octet-stream", headers)
+    return Response(body, status, content_type or "application/octet-stream", headers)
 
 
 def model_error(method: str, exc: BaseException, request: Request) -> TwinserveError:
