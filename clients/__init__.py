@@ -11,6 +11,9 @@
         client.chat_completions({"messages": [...]})  # the /v1 APIs: also completions,
         for event in client.messages_stream({...}):   # embeddings, messages, responses
             ...
+        with client.websocket() as session:           # a model's websocket method
+            session.send_text("hi")
+            session.receive_text()
 """
 
 # `import X as X` marks each name as a deliberate re-export for type checkers.
@@ -20,12 +23,18 @@ from clients._grpc import GrpcClient as GrpcClient
 from clients._http import AsyncHttpClient as AsyncHttpClient
 from clients._http import HttpClient as HttpClient
 from clients._raw import RawResponse as RawResponse
+from clients._session import AsyncSession as AsyncSession
+from clients._session import Session as Session
+from clients._session import SessionClosed as SessionClosed
 
 __all__ = [
     "AsyncGrpcClient",
     "AsyncHttpClient",
+    "AsyncSession",
     "GrpcClient",
     "HttpClient",
     "RawResponse",
+    "Session",
+    "SessionClosed",
     "TwinserveError",
 ]

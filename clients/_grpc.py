@@ -20,6 +20,8 @@ from clients._api import ApiCalls, AsyncApiCalls
 from clients._errors import TwinserveError
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
 from clients._raw import DEFAULT_CONTENT_TYPE, AsyncRawBody, RawBody, RawResponse
+from clients._session import OpeningSession, Session
+from clients._session_grpc import AsyncGrpcFrames, GrpcFrames
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
@@ -28,6 +30,7 @@ from twinserve_wire.proto.v1.model_pb2 import (
     PredictResponse,
     PredictStreamRequest,
     PredictStreamResponse,
+    SessionFrame,
     UploadRequest,
 )
 
@@ -36,9 +39,9 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
                     ("grpc.max_send_message_length", -1)]
 
 
-def _bind(channel: Any) -> tuple[Any, Any, Any, Any]:
-    """Predict, PredictStream, Invoke and Upload on `channel`, sync or asyncio alike (both
-    channel kinds make multicallables with the same calls)."""
+def _bind(channel: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Predict, PredictStream, Invoke, Upload and Session on `channel`, sync or asyncio alike
+    (both channel kinds make multicallables with the same calls)."""
     return (
         channel.unary_unary(service.method_path(service.PREDICT),
                             request_serializer=PredictRequest.SerializeToString,
@@ -52,6 +55,9 @@ def _bind(channel: Any) -> tuple[Any, Any, Any, Any]:
         channel.stream_unary(service.method_path(service.UPLOAD),
                              request_serializer=UploadRequest.SerializeToString,
                              response_deserializer=InvokeResponse.FromString),
+        channel.stream_stream(service.method_path(service.SESSION),
+                              request_serializer=SessionFrame.SerializeToString,
+                              response_deserializer=SessionFrame.FromString),
     )
 
 
@@ -69,7 +75,8 @@ class GrpcClient(ApiCalls):
         self._options = CallOptions(timeout, api_key, dict(headers or {}))
         self._metadata = self._options.header_items()
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._predict, self._predict_stream, self._invoke, self._upload = _bind(self._channel)
+        (self._predict, self._predict_stream, self._invoke, self._upload,
+         self._session) = _bind(self._channel)
 
     def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -117,6 +124,11 @@ class GrpcClient(ApiCalls):
             raise error_from_rpc(exc) from exc
         return RawResponse(response.data, response.content_type)
 
+    def websocket(self) -> Session:
+        """Open a session with the model's `websocket` method (the Session RPC), as
+        HttpClient.websocket does over a WebSocket; the timeout applies to opening it."""
+        return Session(GrpcFrames(self._session, self._metadata, self._options.timeout))
+
     def close(self) -> None:
         self._channel.close()
 
@@ -138,7 +150,8 @@ class AsyncGrpcClient(AsyncApiCalls):
         self._options = CallOptions(timeout, api_key, dict(headers or {}))
         self._metadata = self._options.header_items()
         self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._predict, self._predict_stream, self._invoke, self._upload = _bind(self._channel)
+        (self._predict, self._predict_stream, self._invoke, self._upload,
+         self._session) = _bind(self._channel)
 
     async def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -180,6 +193,11 @@ class AsyncGrpcClient(AsyncApiCalls):
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc
         return RawResponse(response.data, response.content_type)
+
+    def websocket(self) -> OpeningSession:
+        """As GrpcClient.websocket: `async with client.websocket() as session:`, or await it."""
+        return OpeningSession(lambda: AsyncGrpcFrames.open(self._session, self._metadata,
+                                                           self._options.timeout))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -18,6 +18,8 @@ from clients._http_wire import (
     raw_response,
 )
 from clients._options import DEFAULT_ROUTE, CallOptions, decode_json, encode_json
+from clients._session import OpeningSession, Session
+from clients._session_http import AsyncHttpFrames, HttpFrames
 from clients._raw import (
     DEFAULT_CONTENT_TYPE,
     AsyncRawBody,
@@ -46,8 +48,9 @@ class HttpClient(ApiCalls):
 
     def __init__(self, url: str, *, timeout: float | None = None, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
-        options = CallOptions(timeout, api_key, dict(headers or {}))
-        self._client = httpx.Client(**_client_kwargs(url, options))
+        self._url = url
+        self._options = CallOptions(timeout, api_key, dict(headers or {}))
+        self._client = httpx.Client(**_client_kwargs(url, self._options))
 
     def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -98,6 +101,12 @@ class HttpClient(ApiCalls):
             raise error_from_transport(exc) from exc
         return raw_response(response)
 
+    def websocket(self) -> Session:
+        """Open a session with the model's `websocket` method (GET /v1/websocket); the
+        client's timeout applies to opening it. TwinserveError if the server refuses."""
+        return Session(HttpFrames(self._url, dict(self._options.header_items()),
+                                  self._options.timeout))
+
     def close(self) -> None:
         self._client.close()
 
@@ -113,8 +122,9 @@ class AsyncHttpClient(AsyncApiCalls):
 
     def __init__(self, url: str, *, timeout: float | None = None, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
-        options = CallOptions(timeout, api_key, dict(headers or {}))
-        self._client = httpx.AsyncClient(**_client_kwargs(url, options))
+        self._url = url
+        self._options = CallOptions(timeout, api_key, dict(headers or {}))
+        self._client = httpx.AsyncClient(**_client_kwargs(url, self._options))
 
     async def predict(self, obj: Any, *, route: str = DEFAULT_ROUTE) -> Any:
         """Call `route` with `obj` as its JSON input; returns the decoded JSON result."""
@@ -163,6 +173,11 @@ class AsyncHttpClient(AsyncApiCalls):
         except httpx.HTTPError as exc:
             raise error_from_transport(exc) from exc
         return raw_response(response)
+
+    def websocket(self) -> OpeningSession:
+        """As HttpClient.websocket: `async with client.websocket() as session:`, or await it."""
+        return OpeningSession(lambda: AsyncHttpFrames.open(
+            self._url, dict(self._options.header_items()), self._options.timeout))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -61,6 +61,19 @@ _TRUSS_KEYS_USED = frozenset(
 _OWN_KEYS = frozenset({"engine", "server"})  # twinserve's, not Truss's
 
 
+TRANSPORT_KINDS = ("http", "websocket", "grpc")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransportConfig:
+    """Truss's `runtime.transport`. twinserve serves every transport whatever `kind` says;
+    the WebSocket keep-alive pings are its settings (uvicorn's defaults, as Truss runs it)."""
+
+    kind: str = "http"
+    ping_interval_seconds: float | None = 20.0  # null: no pings
+    ping_timeout_seconds: float | None = 20.0  # a ping unanswered this long drops the client
+
+
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     """The `runtime:` section. Every limit a client could otherwise push without bound has a
@@ -72,7 +85,11 @@ class RuntimeConfig:
     request_timeout_s: float | None = None  # whole call, streaming included; None: no limit
     max_request_bytes: int = 64 * MiB
     max_header_bytes: int = 16 * 1024  # one HTTP header line / all gRPC metadata
-    drain_timeout_s: float = 30.0  # on SIGTERM: in-flight calls may finish for this long
+    # On SIGTERM readiness fails at once, but new calls are still served for this long, so
+    # load balancers and endpoint controllers stop sending here before connections are
+    # refused (docs/drain.md); SIGINT skips it.
+    drain_grace_s: float = 5.0
+    drain_timeout_s: float = 30.0  # then in-flight calls may finish for this long
     # A connection with no call in progress (idle between calls, or still sending its first
     # call's headers) is closed after this long.
     idle_timeout_s: float | None = 30.0
@@ -89,6 +106,12 @@ class RuntimeConfig:
     # client left, before it is cancelled (daemon/model/grace.py); 0: cancelled at once.
     cancel_grace_s: float = 5.0
     load_retries: int = 1  # Truss's default (NUM_LOAD_RETRIES_TRUSS): load() tried twice
+    # Sessions (a model's `websocket` method, daemon/model/session.py): Truss's
+    # runtime.transport section, a session with no frame either way for this long is
+    # closed, and a frame larger than this is refused (close 1009).
+    transport: TransportConfig = dataclasses.field(default_factory=TransportConfig)
+    session_idle_timeout_s: float | None = 300.0
+    max_frame_bytes: int = 16 * MiB
 
 
 ENGINE_BACKENDS = ("hf", "vllm", "trtllm", "simulated")
@@ -283,6 +306,7 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         request_timeout_s=_optional_seconds(raw, "runtime.request_timeout_s"),
         max_request_bytes=_positive_int(raw, "runtime.max_request_bytes", 64 * MiB),
         max_header_bytes=_positive_int(raw, "runtime.max_header_bytes", 16 * 1024),
+        drain_grace_s=_non_negative_number(raw, "runtime.drain_grace_s", 5.0),
         drain_timeout_s=_non_negative_number(raw, "runtime.drain_timeout_s", 30.0),
         idle_timeout_s=_seconds_or_off(raw, "runtime.idle_timeout_s", 30.0),
         body_idle_timeout_s=_seconds_or_off(raw, "runtime.body_idle_timeout_s", 30.0),
@@ -292,6 +316,34 @@ def _runtime(raw: Mapping[str, Any]) -> RuntimeConfig:
         streaming_read_timeout=_seconds_or_off(raw, "runtime.streaming_read_timeout", 60.0),
         cancel_grace_s=_non_negative_number(raw, "runtime.cancel_grace_s", 5.0),
         load_retries=_count(raw, "runtime.load_retries", 1),
+        transport=_transport(raw.get("transport")),
+        session_idle_timeout_s=_seconds_or_off(raw, "runtime.session_idle_timeout_s", 300.0),
+        max_frame_bytes=_positive_int(raw, "runtime.max_frame_bytes", 16 * MiB),
+    )
+
+
+def _transport(raw: Any) -> TransportConfig:
+    """Truss's runtime.transport: {kind: http | websocket | grpc}; a websocket one may set
+    ping_interval_seconds and ping_timeout_seconds."""
+    if raw is None or raw == {}:
+        return TransportConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"runtime.transport: expected a mapping, got {_kind(raw)}")
+    kind = raw.get("kind", "http")
+    if kind not in TRANSPORT_KINDS:
+        raise ConfigError(f"runtime.transport.kind: expected one of "
+                          f"{', '.join(TRANSPORT_KINDS)}, got {kind!r}")
+    allowed = {"kind"} | ({"ping_interval_seconds", "ping_timeout_seconds"}
+                          if kind == "websocket" else set())
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"runtime.transport.{key}: unknown key for kind {kind!r}")
+    return TransportConfig(
+        kind=kind,
+        ping_interval_seconds=_seconds_or_off(raw, "runtime.transport.ping_interval_seconds",
+                                              20.0),
+        ping_timeout_seconds=_seconds_or_off(raw, "runtime.transport.ping_timeout_seconds",
+                                             20.0),
     )
 
 

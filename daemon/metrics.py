@@ -110,11 +110,38 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.sessions = Gauge(
+            "twinserve_sessions",
+            "Open sessions of the model's websocket method (HTTP WebSocket or gRPC Session).",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.sessions_closed = Counter(
+            "twinserve_sessions_closed",
+            "Sessions ended, by the WebSocket close code (1000 normal, 1001 idle or drain, "
+            "1006 client gone, 1011 model error, ...).",
+            ["transport", "code"],
+            registry=self.registry,
+        )
+        self.session_frames = Counter(
+            "twinserve_session_frames",
+            "Frames of sessions, by direction (received from or sent to clients).",
+            ["transport", "direction"],
+            registry=self.registry,
+        )
+        self._session_counters: dict[str, SessionCounters] = {}
         self.model_load_seconds = Gauge(
             "twinserve_model_load_seconds",
             "How long the model's construction and load() took.",
             registry=self.registry,
         )
+
+    def session_counters(self, transport: str) -> SessionCounters:
+        """One transport's session metrics, with their labels bound once."""
+        counters = self._session_counters.get(transport)
+        if counters is None:
+            counters = self._session_counters[transport] = SessionCounters(self, transport)
+        return counters
 
     def track(self, in_flight: Callable[[], float], queue_depth: Callable[[], float],
               body_memory: Callable[[], float]) -> None:
@@ -128,3 +155,27 @@ class Metrics:
         registry, where a model's own metrics are (as in Truss) beside the process and
         Python collectors."""
         return generate_latest(self.registry) + generate_latest(REGISTRY)
+
+
+class SessionCounters:
+    """The session metrics of one transport (daemon/websocket.py counts the frames)."""
+
+    def __init__(self, metrics: Metrics, transport: str) -> None:
+        self._transport = transport
+        self._open = metrics.sessions.labels(transport)
+        self._closed = metrics.sessions_closed
+        self._received = metrics.session_frames.labels(transport, "received")
+        self._sent = metrics.session_frames.labels(transport, "sent")
+
+    def opened(self) -> None:
+        self._open.inc()
+
+    def closed(self, code: int) -> None:
+        self._open.dec()
+        self._closed.labels(self._transport, str(code)).inc()
+
+    def frame_received(self) -> None:
+        self._received.inc()
+
+    def frame_sent(self) -> None:
+        self._sent.inc()

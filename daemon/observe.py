@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 from daemon.logs import access_log
 from daemon.metrics import Metrics
-from daemon.model.signature import ENDPOINT_METHODS
+from daemon.model.signature import ENDPOINT_METHODS, SESSION_METHOD
 
 Finished = Callable[[str | int, float, str], None]
 """(code, started, request_id): records one finished call; `started` is its
 time.perf_counter() on arrival."""
 
-_MODEL_ROUTES = frozenset(ENDPOINT_METHODS)
+_MODEL_ROUTES = frozenset((*ENDPOINT_METHODS, SESSION_METHOD))
 UNMATCHED = "unmatched"  # the route label of every call that named no model route
 # Counted, but not in the access log: Prometheus scrapes every few seconds (Truss also
 # leaves them out).

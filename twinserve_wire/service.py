@@ -19,8 +19,9 @@ PREDICT_STREAM = "PredictStream"
 INVOKE = "Invoke"
 INVOKE_STREAM = "InvokeStream"
 UPLOAD = "Upload"
+SESSION = "Session"
 
-for _method in (PREDICT, PREDICT_STREAM, INVOKE, INVOKE_STREAM, UPLOAD):
+for _method in (PREDICT, PREDICT_STREAM, INVOKE, INVOKE_STREAM, UPLOAD, SESSION):
     if _method not in _SERVICE.methods_by_name:  # pragma: no cover - caught by tests at once
         raise RuntimeError(f"{SERVICE_NAME} has no method {_method}; regenerate the protos")
 

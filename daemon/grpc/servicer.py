@@ -23,11 +23,14 @@ from daemon.errors import BodyTimeout, TwinserveError
 from daemon.grpc import errors, raw
 from daemon.grpc.errors import REQUEST_ID_KEY, Refused
 from daemon.grpc.messages import Malformed, metadata_headers, parser
+from daemon.grpc.session import GrpcChannel, status_for_close
 from daemon.model.interrupt import error_instead
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
+from daemon.model.signature import SESSION_METHOD
 from daemon.request import BodySource, BytesBody, Request, new_request_id
+from daemon.websocket import ABNORMAL
 from twinserve_wire import service
 from twinserve_wire.proto.v1.model_pb2 import (
     InvokeRequest,
@@ -36,6 +39,7 @@ from twinserve_wire.proto.v1.model_pb2 import (
     PredictResponse,
     PredictStreamRequest,
     PredictStreamResponse,
+    SessionFrame,
     UploadRequest,
 )
 
@@ -47,6 +51,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 Reply = Callable[[Request, Any], Awaitable[T]]
 """Turns the pipeline's result into the RPC's answer: a message, or None once it wrote a stream."""
+Run = Callable[[Request], Awaitable[T]]
+"""A whole call: the pipeline's work and the answer sent."""
 
 
 class ModelServicer:
@@ -84,6 +90,11 @@ class ModelServicer:
                 request_deserializer=parser(UploadRequest),
                 response_serializer=InvokeResponse.SerializeToString,
             ),
+            service.SESSION: grpc.stream_stream_rpc_method_handler(
+                self.session,
+                request_deserializer=parser(SessionFrame),
+                response_serializer=SessionFrame.SerializeToString,
+            ),
         }
 
     # -- the RPCs ---------------------------------------------------------------------------
@@ -98,7 +109,7 @@ class ModelServicer:
             await _refuse_stream(result, request.route, service.PREDICT_STREAM, service.PREDICT)
             return PredictResponse(json=codec.encode_result(request.route, result))
 
-        return await self._serve(request, context, reply)
+        return await self._serve(request, context, self._call(reply))
 
     async def predict_stream(self, message: PredictStreamRequest | Malformed,
                              context: Context) -> None:
@@ -110,7 +121,8 @@ class ModelServicer:
         def single(route: str, result: Any) -> PredictStreamResponse:
             return PredictStreamResponse(json=codec.encode_result(route, result))
 
-        await self._serve(request, context, _stream_reply(context, single, _chunk_message))
+        await self._serve(request, context,
+                          self._call(_stream_reply(context, single, _chunk_message)))
 
     async def invoke(self, message: InvokeRequest | Malformed, context: Context) -> InvokeResponse:
         if isinstance(message, Malformed):
@@ -122,7 +134,7 @@ class ModelServicer:
             await _refuse_stream(result, request.route, service.INVOKE_STREAM, service.INVOKE)
             return raw.response_for(request.route, result)
 
-        return await self._serve(request, context, reply)
+        return await self._serve(request, context, self._call(reply))
 
     async def invoke_stream(self, message: InvokeRequest | Malformed,
                             context: Context) -> None:
@@ -132,7 +144,7 @@ class ModelServicer:
         request = self._to_request(context, message.route, BytesBody(message.data),
                                    message.content_type)
         await self._serve(request, context,
-                          _stream_reply(context, raw.response_for, raw.chunk_response))
+                          self._call(_stream_reply(context, raw.response_for, raw.chunk_response)))
 
     async def upload(self, messages: AsyncIterator[UploadRequest | Malformed],
                      context: Context) -> InvokeResponse:
@@ -153,17 +165,39 @@ class ModelServicer:
             await _refuse_stream(result, request.route, "", service.UPLOAD)
             return raw.response_for(request.route, result)
 
-        return await self._serve(request, context, reply)
+        return await self._serve(request, context, self._call(reply))
+
+    async def session(self, messages: AsyncIterator[SessionFrame | Malformed],
+                      context: Context) -> None:
+        """A session with the model's websocket method; its frames are read and written
+        through the context (grpc/session.py), not `messages`."""
+        request = self._to_request(context, SESSION_METHOD, BytesBody(b""))
+
+        async def run(request: Request) -> None:
+            ws = await self._pipeline.session(request, GrpcChannel(context, request.request_id))
+            status = status_for_close(ws.close_code or ABNORMAL)
+            if status is not grpc.StatusCode.OK:
+                raise Refused(status, ws.close_reason or f"session closed ({ws.close_code})")
+
+        await self._serve(request, context, run)
 
     # -- shared by every RPC ----------------------------------------------------------------
 
-    async def _serve(self, request: Request, context: Context, reply: Reply[T]) -> T:
+    def _call(self, reply: Reply[T]) -> Run[T]:
+        """A call of the pipeline's route, answered by `reply`."""
+        call = self._pipeline.call
+
+        async def run(request: Request) -> T:
+            return await reply(request, await call(request.route, request))
+
+        return run
+
+    async def _serve(self, request: Request, context: Context, run: Run[T]) -> T:
         """Run the call and send its answer; every way out is recorded and mapped once."""
         started = time.perf_counter()
         # Aborts stay outside the try: context.abort() raises AbortError, an Exception.
         try:
-            result = await self._pipeline.call(request.route, request)
-            answer = await reply(request, result)
+            answer = await run(request)
         except asyncio.CancelledError:
             # Ended by the server while its answer was being written (time limit, drain, a
             # client that stopped reading): the client is told why, as grpc.aio sends no

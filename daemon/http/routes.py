@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 
@@ -13,13 +12,15 @@ from daemon.errors import NotFound, NotReady
 from daemon.http import formats
 from daemon.http.body import HttpBody
 from daemon.http.boundary import Boundary, Handler
+from daemon.http import session
 from daemon.http.headers import REQUEST_ID
+from daemon.http.request import HttpRequest
 from daemon.http.streaming import gather_chunks, write_chunks
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED
-from daemon.request import Request, Response
+from daemon.request import Response
 
 API_ROUTES = {
     "/v1/chat/completions": "chat_completions",
@@ -30,21 +31,6 @@ API_ROUTES = {
 }
 JSON = "application/json"
 _STARTED = int(time.time())
-
-
-class HttpRequest(Request):
-    """The `Request` of an HTTP call: its path and query string are decoded only when read,
-    from the aiohttp request its body holds."""
-
-    _body_source: HttpBody
-
-    @property
-    def query(self) -> Mapping[str, str]:
-        return self._body_source.request.query
-
-    @property
-    def path(self) -> str:
-        return self._body_source.request.path
 
 
 def _wants_one_answer(request: web.Request) -> bool:
@@ -61,6 +47,7 @@ class Routes:
         self._pipeline = pipeline
         self._metrics = metrics
         self._model_name = config.model.model_name
+        self._runtime = config.model.runtime
         self._body_limits = pipeline.body_limits
         self._router: web.UrlDispatcher | None = None
         self._fallback: web.AbstractResource | None = None
@@ -83,6 +70,10 @@ class Routes:
         model_route("/invocations", "predict")  # SageMaker's pair, with /ping
         for path, route in API_ROUTES.items():
             model_route(path, route)
+        router.add_get(session.PATH, boundary.wrap(
+            session.session_handler(self._pipeline, self._runtime.transport,
+                                    self._runtime.max_frame_bytes),
+            session.ROUTE, formats.for_path(session.PATH)))
         plain("/v1/models", self.list_models)
         plain("/v1/models/{name}", self.model_info)
         plain("/v1/models/{name}/loaded", self.loaded)

@@ -19,6 +19,7 @@ from daemon.engine.core import EngineCore
 from daemon.errors import ModelDefinitionError
 from daemon.metrics import Metrics
 from daemon.model.pipeline import ModelPipeline
+from daemon.model.session import SessionLimits
 from daemon.model.signature import check_model_class
 from daemon.request import BodyLimits
 
@@ -151,7 +152,8 @@ def build_pipeline(config: Config, metrics: Metrics,
                              write_timeout_s=runtime.write_timeout_s,
                              stream_read_timeout_s=runtime.streaming_read_timeout,
                              cancel_grace_s=runtime.cancel_grace_s,
-                             load_retries=runtime.load_retries, metrics=metrics,
+                             load_retries=runtime.load_retries,
+                             session_limits=SessionLimits.of(runtime), metrics=metrics,
                              engine_unavailable=engine.unavailable if engine else None)
     metrics.track(in_flight=lambda: pipeline.in_flight, queue_depth=lambda: admission.waiting,
                   body_memory=lambda: body_limits.memory.held if body_limits.memory else 0)

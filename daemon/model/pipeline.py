@@ -27,12 +27,15 @@ from daemon.metrics import Metrics
 from daemon.model.inflight import InFlight
 from daemon.model.interrupt import error_instead, interrupt
 from daemon.model.method import BoundMethod
-from daemon.model.signature import MethodSpec
+from daemon.model import session
+from daemon.model.session import SessionLimits, SessionMethod
+from daemon.model.signature import SESSION_METHOD, MethodSpec
 from daemon.model.grace import chunks_with_grace
 from daemon.model.streams import ChunkStream, as_chunks
 from daemon.model.truss_compat import as_response, is_response, model_error, streaming_response
 from daemon.model.typed_io import InputModel, Schema
 from daemon.request import SMALL_BODY_BYTES, BodyLimits, Request, current_request
+from daemon.websocket import ABNORMAL, Channel, WebSocket
 
 log = logging.getLogger("twinserve.model")
 
@@ -63,6 +66,7 @@ class ModelPipeline:
                  stream_read_timeout_s: float | None = None,
                  cancel_grace_s: float = 0.0,
                  load_retries: int = 0,
+                 session_limits: SessionLimits = SessionLimits(),
                  metrics: Metrics | None = None,
                  engine_unavailable: Callable[[], str | None] | None = None) -> None:
         self._factory = factory  # builds the model instance; run in the pool by load()
@@ -76,15 +80,18 @@ class ModelPipeline:
         self._stream_read_timeout_s = stream_read_timeout_s
         self._cancel_grace_s = cancel_grace_s
         self._load_retries = load_retries
+        self._session_limits = session_limits
+        self._session_method: SessionMethod | None = None  # the model's websocket, bound
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
         self._specs = dict(specs)
         # Truss's schema: the typed input of what takes the body first (predict is given it
         # parsed into that class), and the output of what answers last.
-        self.schema = Schema.of(
-            (specs.get("preprocess") or specs["predict"]).input_annotation,
-            (specs.get("postprocess") or specs["predict"]).return_annotation)
+        predict = specs.get("predict")  # absent from a model that serves sessions
+        self.schema = None if predict is None else Schema.of(
+            (specs.get("preprocess") or predict).input_annotation,
+            (specs.get("postprocess") or predict).return_annotation)
         self._model: Any = None
         self._state = State.LOADING
         # The routes clients may call (every method but the predict hooks), bound to the
@@ -105,6 +112,7 @@ class ModelPipeline:
         try:
             self._model = await self.run_sync(self._factory)
             routes = self._bind(self._model)
+            self._session_method = getattr(self._model, SESSION_METHOD, None)
             load = getattr(self._model, "load", None)
             if callable(load):
                 await self._run_load(load)
@@ -142,8 +150,10 @@ class ModelPipeline:
     def _bind(self, model: Any) -> dict[str, BoundMethod]:
         methods = {name: BoundMethod(spec, getattr(model, name), self.run_sync,
                                      self._cancel_grace_s)
-                   for name, spec in self._specs.items()}
-        predict = methods["predict"]
+                   for name, spec in self._specs.items() if name != SESSION_METHOD}
+        predict = methods.get("predict")
+        if predict is None:
+            return methods
         predict.pre, predict.post = methods.get("preprocess"), methods.get("postprocess")
         if predict.pre is not None:
             predict.parses_body = predict.pre.parses_body
@@ -191,6 +201,12 @@ class ModelPipeline:
     @property
     def in_flight(self) -> int:
         return len(self._calls)
+
+    def announce_draining(self) -> None:
+        """Report not ready (draining) but go on serving calls: the drain's grace, in which
+        load balancers learn to send calls elsewhere before the listeners close."""
+        if self._state in (State.READY, State.LOADING):
+            self._state = State.DRAINING
 
     def start_draining(self) -> None:
         """Refuse new calls (NotReady) and report not ready; calls in flight carry on."""
@@ -329,9 +345,49 @@ class ModelPipeline:
             if not streaming:
                 self._calls.end(request)
 
+    async def session(self, request: Request, channel: Channel) -> WebSocket:
+        """Serve one session of the model's `websocket` method over `channel`, from
+        admission to close (daemon/model/session.py). Raises TwinserveError only before the
+        session is accepted (not ready, overloaded); after that every outcome is a close,
+        found on the returned WebSocket. Re-raises the cancel when the client went away."""
+        if self._state is not State.READY:
+            raise NotReady(_NOT_READY_REASONS[self._state])
+        limits = self._session_limits
+        counters = None if self._metrics is None else \
+            self._metrics.session_counters(request.transport)
+        ws = WebSocket(channel, request, max_frame_bytes=limits.max_frame_bytes,
+                       metrics=counters)
+        method = self._session_method
+        if method is None:
+            await session.not_implemented(ws)
+            return ws
+        current_request.set(request)  # engine work started in the session is tied to it
+        task = asyncio.current_task()
+        assert task is not None, "ModelPipeline.session must run in a task"
+        self._calls.add(request, task, None)  # an open session is a call in flight
+        try:
+            try:
+                await self.admission.acquire()  # and holds a slot, as in Truss
+            except asyncio.CancelledError:
+                error = error_instead(request)
+                if error is not None:
+                    raise error from None
+                raise
+            if counters is not None:
+                counters.opened()
+            try:
+                await session.serve(method, ws, limits)
+            finally:
+                self.admission.release()
+                if counters is not None:
+                    counters.closed(ws.close_code or ABNORMAL)
+        finally:
+            self._calls.end(request)
+        return ws
+
     def _refusal(self, route: str) -> TwinserveError:
         """Why `route` cannot run now: the daemon is not ready, or the model lacks it."""
-        if self._state is not State.READY:
+        if self._state is not State.READY and not self._serving:
             return NotReady(_NOT_READY_REASONS[self._state])
         return NotFound(f"this model does not implement {route} (define Model.{route} to serve "
                         "this route)")

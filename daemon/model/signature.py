@@ -5,7 +5,9 @@ Rules (Truss's, so Truss models run unchanged):
 - a parameter is "the request" when annotated with `daemon.Request`, or with
   `fastapi.Request` / `starlette.requests.Request` (recognised by name, never imported);
 - `predict` may not take only the request when `preprocess` exists, nor may
-  `postprocess`; a `preprocess` that takes only the request reads the body itself.
+  `postprocess`; a `preprocess` that takes only the request reads the body itself;
+- a model serves sessions with `async def websocket(self, websocket)` (daemon/websocket.py)
+  instead of predict: it may not define predict, preprocess or postprocess besides.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _REQUEST_ANNOTATION_STRINGS = _REQUEST_TYPE_NAMES | {
 PIPELINE_HOOKS = ("preprocess", "predict", "postprocess")
 ENDPOINT_METHODS = ("predict", "chat_completions", "completions", "embeddings", "messages",
                     "responses")
+SESSION_METHOD = "websocket"
 
 
 class ArgShape(enum.Enum):
@@ -63,13 +66,18 @@ class MethodSpec:
 
 def check_model_class(cls: type) -> dict[str, MethodSpec]:
     """Describe every contract method `cls` defines, raising ModelDefinitionError on a breach."""
-    if not callable(getattr(cls, "predict", None)):
-        raise ModelDefinitionError(f"{cls.__name__} must define a predict method")
     specs = {
         name: describe(cls, name)
-        for name in (*PIPELINE_HOOKS, *ENDPOINT_METHODS)
+        for name in (*PIPELINE_HOOKS, *ENDPOINT_METHODS, SESSION_METHOD)
         if callable(getattr(cls, name, None))
     }
+    if SESSION_METHOD in specs:
+        _check_session_method(cls, specs)
+        return specs
+    if "predict" not in specs:
+        raise ModelDefinitionError(
+            f"{cls.__name__} must define a predict method (or a websocket method, to serve "
+            "sessions)")
     post = specs.get("postprocess")
     if post is not None and post.shape is ArgShape.REQUEST:
         raise ModelDefinitionError(
@@ -90,6 +98,25 @@ def check_model_class(cls: type) -> dict[str, MethodSpec]:
             "remove preprocess"
         )
     return specs
+
+
+def _check_session_method(cls: type, specs: dict[str, MethodSpec]) -> None:
+    """Truss's rules for `websocket`: async, the session its only argument, and no predict
+    hooks beside it (they would never run)."""
+    websocket = specs[SESSION_METHOD]
+    hooks = [name for name in PIPELINE_HOOKS if name in specs]
+    if hooks:
+        raise ModelDefinitionError(
+            f"{cls.__name__} cannot have both `websocket` and any of `predict`, `preprocess`, "
+            f"`postprocess` (it defines {', '.join(hooks)}): a model serves sessions or calls")
+    if websocket.shape is not ArgShape.INPUT:
+        raise ModelDefinitionError(
+            f"websocket{websocket.signature}: `websocket` must have only one argument: "
+            "`websocket`")
+    if not websocket.is_coroutine:
+        raise ModelDefinitionError(
+            f"websocket{websocket.signature}: `websocket` endpoints must be async function "
+            "definitions (async def, not a generator)")
 
 
 def describe(cls: type, name: str) -> MethodSpec:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18twinserve/v1/model.proto\x12\x0ctwinserve.v1\"-\n\x0ePredictRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"\x1f\n\x0fPredictResponse\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"3\n\x14PredictStreamRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"P\n\x15PredictStreamResponse\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04json\x18\x03 \x01(\x0cH\x00\x42\x07\n\x05\x63hunk\"B\n\rInvokeRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"4\n\x0eInvokeResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"P\n\rUploadRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x32\x8b\x03\n\x0cModelService\x12\x46\n\x07Predict\x12\x1c.twinserve.v1.PredictRequest\x1a\x1d.twinserve.v1.PredictResponse\x12Z\n\rPredictStream\x12\".twinserve.v1.PredictStreamRequest\x1a#.twinserve.v1.PredictStreamResponse0\x01\x12\x43\n\x06Invoke\x12\x1b.twinserve.v1.InvokeRequest\x1a\x1c.twinserve.v1.InvokeResponse\x12K\n\x0cInvokeStream\x12\x1b.twinserve.v1.InvokeRequest\x1a\x1c.twinserve.v1.InvokeResponse0\x01\x12\x45\n\x06Upload\x12\x1b.twinserve.v1.UploadRequest\x1a\x1c.twinserve.v1.InvokeResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18twinserve/v1/model.proto\x12\x0ctwinserve.v1\"-\n\x0ePredictRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"\x1f\n\x0fPredictResponse\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"3\n\x14PredictStreamRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"P\n\x15PredictStreamResponse\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04json\x18\x03 \x01(\x0cH\x00\x42\x07\n\x05\x63hunk\"B\n\rInvokeRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"4\n\x0eInvokeResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"P\n\rUploadRequest\x12\r\n\x05route\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"d\n\x0cSessionFrame\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12+\n\x05\x63lose\x18\x03 \x01(\x0b\x32\x1a.twinserve.v1.SessionCloseH\x00\x42\x07\n\x05\x66rame\",\n\x0cSessionClose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xd2\x03\n\x0cModelService\x12\x46\n\x07Predict\x12\x1c.twinserve.v1.PredictRequest\x1a\x1d.twinserve.v1.PredictResponse\x12Z\n\rPredictStream\x12\".twinserve.v1.PredictStreamRequest\x1a#.twinserve.v1.PredictStreamResponse0\x01\x12\x43\n\x06Invoke\x12\x1b.twinserve.v1.InvokeRequest\x1a\x1c.twinserve.v1.InvokeResponse\x12K\n\x0cInvokeStream\x12\x1b.twinserve.v1.InvokeRequest\x1a\x1c.twinserve.v1.InvokeResponse0\x01\x12\x45\n\x06Upload\x12\x1b.twinserve.v1.UploadRequest\x1a\x1c.twinserve.v1.InvokeResponse(\x01\x12\x45\n\x07Session\x12\x1a.twinserve.v1.SessionFrame\x1a\x1a.twinserve.v1.SessionFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOKERESPONSE']._serialized_end=377
   _globals['_UPLOADREQUEST']._serialized_start=379
   _globals['_UPLOADREQUEST']._serialized_end=459
-  _globals['_MODELSERVICE']._serialized_start=462
-  _globals['_MODELSERVICE']._serialized_end=857
+  _globals['_SESSIONFRAME']._serialized_start=461
+  _globals['_SESSIONFRAME']._serialized_end=561
+  _globals['_SESSIONCLOSE']._serialized_start=563
+  _globals['_SESSIONCLOSE']._serialized_end=607
+  _globals['_MODELSERVICE']._serialized_start=610
+  _globals['_MODELSERVICE']._serialized_end=1076
 # @@protoc_insertion_point(module_scope)

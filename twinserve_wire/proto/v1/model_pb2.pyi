@@ -1,6 +1,7 @@
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -65,3 +66,21 @@ class UploadRequest(_message.Message):
     data: bytes
     last: bool
     def __init__(self, route: _Optional[str] = ..., content_type: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class SessionFrame(_message.Message):
+    __slots__ = ("text", "data", "close")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    data: bytes
+    close: SessionClose
+    def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., close: _Optional[_Union[SessionClose, _Mapping]] = ...) -> None: ...
+
+class SessionClose(_message.Message):
+    __slots__ = ("code", "reason")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
