@@ -27,10 +27,13 @@ Wait = Literal["ready", "listening", "none"]
 class StartDaemon(Protocol):
     def __call__(self, model_dir: Path | None, *, wait: Wait = "ready",
                  env: Mapping[str, str] | None = None, args: Sequence[str] = (),
-                 timeout: float = 120.0) -> DaemonProcess:
+                 timeout: float = 120.0, command: Sequence[str] | None = None
+                 ) -> DaemonProcess:
         """`twinserve serve model_dir` (None: the built-in model) on free loopback ports,
         returned once it is `wait`: "ready" (GET /health/ready is 200), "listening" (its
-        ports are open; the model may still be loading) or "none" (just started)."""
+        ports are open; the model may still be loading) or "none" (just started).
+        `command` replaces that command line whole (model_dir None, no args): settings
+        then come from `env` alone, as in a container."""
 
 
 class Daemons(Protocol):
@@ -44,10 +47,10 @@ def _starting() -> Iterator[StartDaemon]:
 
     def start(model_dir: Path | None, *, wait: Wait = "ready",
               env: Mapping[str, str] | None = None, args: Sequence[str] = (),
-              timeout: float = 120.0) -> DaemonProcess:
+              timeout: float = 120.0, command: Sequence[str] | None = None) -> DaemonProcess:
         if wait not in ("ready", "listening", "none"):
             raise ValueError(f"wait must be 'ready', 'listening' or 'none', not {wait!r}")
-        daemon = DaemonProcess(model_dir, env=env, args=args)
+        daemon = DaemonProcess(model_dir, env=env, args=args, command=command)
         started.append(daemon)
         if wait == "ready":
             daemon.wait_ready(timeout)

@@ -37,11 +37,18 @@ class DaemonProcess:
     `.log_lines`."""
 
     def __init__(self, model_dir: Path | None, *, env: Mapping[str, str] | None = None,
-                 args: Sequence[str] = ()) -> None:
-        cmd = [sys.executable, "-m", "daemon", "serve"]
-        if model_dir is not None:
-            cmd.append(str(model_dir))
-        cmd += ["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *args]
+                 args: Sequence[str] = (), command: Sequence[str] | None = None) -> None:
+        """`command`, when given, is run as it is (a container's entry command, settings in
+        `env`) instead of `python -m daemon serve model_dir` on free loopback ports + args."""
+        if command is not None:
+            if model_dir is not None or args:
+                raise ValueError("give either a command or model_dir and args")
+            cmd = list(command)
+        else:
+            cmd = [sys.executable, "-m", "daemon", "serve"]
+            if model_dir is not None:
+                cmd.append(str(model_dir))
+            cmd += ["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *args]
         full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_lines: list[str] = []
         self._listening = threading.Event()

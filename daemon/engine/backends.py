@@ -34,6 +34,16 @@ def build_backend(config: EngineConfig, cache_dir: Path) -> Backend:
     raise ValueError(f"unknown engine backend {config.backend!r}")  # config.py rejects these
 
 
+def prepare(config: EngineConfig | None, cache_dir: Path) -> Path | None:
+    """Do the slow part of a first start ahead of it: for a backend that would run the
+    embedded model, convert it into `cache_dir` (once). Returns what it made, or None
+    when the model has nothing to prepare (no engine, the simulated backend, or weights
+    named by engine.model, which load as they are)."""
+    if config is None or config.backend == "simulated" or config.model is not None:
+        return None
+    return _embedded(cache_dir)
+
+
 def _embedded(cache_dir: Path) -> Path:
     """The embedded model as a Hugging Face checkpoint directory (converted on first use)."""
     from daemon.engine.embedded import converted_dir
