@@ -60,9 +60,12 @@ class HttpFrames:
             # No size limit of the client's own: the daemon's runtime.max_frame_bytes
             # decides. No compression: sessions carry small realtime frames and audio,
             # where it costs latency and saves little.
-            self._ws = websockets.sync.client.connect(
+            connection = websockets.sync.client.connect(
                 websocket_url(base_url), additional_headers=dict(headers),
                 open_timeout=timeout, max_size=None, compression=None)
+            # Held open until close(), which closes it: the context manager's job, done by
+            # hand (websockets warns about a connection used without it).
+            self._ws = connection.__enter__()
         except websockets.exceptions.InvalidStatus as exc:
             raise _refusal(exc) from exc
         except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:

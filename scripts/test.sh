@@ -13,5 +13,6 @@ if [ "${1:-}" = "--vllm" ]; then
 fi
 scripts/install.sh
 .venv/bin/python -m mypy          # strict, over the files pyproject.toml lists
+.venv/bin/python -m mypy examples/websocket-echo/model/model.py   # see pyproject.toml
 .venv/bin/python -m flake8 daemon clients twinserve_wire tests examples scripts   # settings in setup.cfg
 exec .venv/bin/python -m pytest "$@"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -137,8 +139,8 @@ def test_every_truss_key_is_accepted_and_the_platform_ones_are_ignored(tmp_path:
         "system_packages", "training_checkpoints", "trt_llm", "use_local_src", "weights",
         "runtime.egress_restrictions", "runtime.enable_debug_logs", "runtime.enable_tracing_data",
         "runtime.health_checks", "runtime.is_websocket_endpoint", "runtime.oidc",
-        "runtime.remote_ssh", "runtime.transport", "runtime.truss_server_version_override",
-    )
+        "runtime.remote_ssh", "runtime.truss_server_version_override",
+    )  # runtime.transport is acted on: the WebSocket pings (daemon/http/session.py)
 
 
 def test_truss_legacy_keys_are_accepted(tmp_path: Path) -> None:
@@ -272,3 +274,31 @@ def test_daemon_refuses_a_key_truss_does_not_know(start_daemon_per_test: StartDa
     daemon = start_daemon_per_test(_truss_init(tmp_path / "my-model", config), wait="none")
     assert daemon.wait_exit() == 1
     assert "predict_concurrency: unknown key in config.yaml" in daemon.log
+
+
+def test_session_settings_have_defaults_and_truss_transport_keys(tmp_path: Path) -> None:
+    runtime = load_model_config(tmp_path).runtime
+    assert (runtime.transport.kind, runtime.transport.ping_interval_seconds,
+            runtime.transport.ping_timeout_seconds, runtime.session_idle_timeout_s,
+            runtime.max_frame_bytes) == ("http", 20.0, 20.0, 300.0, 16 * MiB)
+    set_ = parse_model_config(tmp_path, {"runtime": {
+        "transport": {"kind": "websocket", "ping_interval_seconds": 1,
+                      "ping_timeout_seconds": None},
+        "session_idle_timeout_s": None, "max_frame_bytes": 1024}}).runtime
+    assert (set_.transport.kind, set_.transport.ping_interval_seconds,
+            set_.transport.ping_timeout_seconds, set_.session_idle_timeout_s,
+            set_.max_frame_bytes) == ("websocket", 1.0, None, None, 1024)
+
+
+@pytest.mark.parametrize(("transport", "error"), [
+    ({"kind": "carrier-pigeon"}, "runtime.transport.kind: expected one of http, websocket, grpc"),
+    ({"kind": "http", "ping_interval_seconds": 1},
+     "runtime.transport.ping_interval_seconds: unknown key for kind 'http'"),
+    ({"kind": "websocket", "ping_timeout_seconds": -1},
+     "runtime.transport.ping_timeout_seconds"),
+    ("websocket", "runtime.transport: expected a mapping"),
+])
+def test_bad_transport_sections_name_the_key(tmp_path: Path, transport: Any,
+                                             error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        parse_model_config(tmp_path, {"runtime": {"transport": transport}})

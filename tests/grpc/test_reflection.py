@@ -33,6 +33,7 @@ def test_describes_model_service(channel: grpc.Channel) -> None:
     model = pool.FindServiceByName(SERVICE_NAME)
     assert {m.name: (m.client_streaming, m.server_streaming) for m in model.methods} == {
         "Predict": (False, False), "PredictStream": (False, True),
-        "Invoke": (False, False), "InvokeStream": (False, True), "Upload": (True, False)}
+        "Invoke": (False, False), "InvokeStream": (False, True), "Upload": (True, False),
+        "Session": (True, True)}
     chunk = pool.FindMessageTypeByName("twinserve.v1.PredictStreamResponse")
     assert [f.name for f in chunk.oneofs_by_name["chunk"].fields] == ["text", "data", "json"]

@@ -37,6 +37,14 @@ def test_fastapi_and_starlette_annotations_by_name() -> None:
     assert shapes(M) == {"predict": ArgShape.INPUT_AND_REQUEST, "completions": ArgShape.REQUEST}
 
 
+def test_a_websocket_method_serves_without_predict() -> None:
+    class M:
+        async def websocket(self, websocket: "fastapi.WebSocket") -> None: ...  # type: ignore[name-defined]  # noqa: F821,E501
+        def chat_completions(self, request: Request) -> Any: ...
+
+    assert shapes(M) == {"websocket": ArgShape.INPUT, "chat_completions": ArgShape.REQUEST}
+
+
 def test_generators_are_detected() -> None:
     class M:
         async def predict(self, x: Any) -> Any:
@@ -60,6 +68,15 @@ def test_generators_are_detected() -> None:
          "postprocess must take predict's result"),
         ("class M:\n    def predict(self, x): ...\n    def is_healthy(self, x): ...",
          "`is_healthy` must have only one argument: `self`"),
+        ("class M:\n    async def websocket(self, ws): ...\n    def predict(self, x): ...",
+         "cannot have both `websocket` and any of `predict`, `preprocess`, `postprocess`"),
+        ("class M:\n    async def websocket(self, ws): ...\n    def preprocess(self, x): ...",
+         "cannot have both"),
+        ("class M:\n    def websocket(self, ws): ...", "endpoints must be async function"),
+        ("class M:\n    async def websocket(self, ws):\n        yield 1",
+         "endpoints must be async function"),
+        ("class M:\n    async def websocket(self, ws, r: Request): ...",
+         "`websocket` must have only one argument: `websocket`"),
     ],
 )
 def test_breaches_name_the_method(source: str, message: str) -> None:

@@ -1,9 +1,11 @@
-"""A session model: echoes text and binary frames, answers JSON with JSON, until "bye".
+"""A session model: echoes text and binary frames and answers JSON with JSON, until "bye".
 
-Runs unchanged under Truss (the session object behaves like fastapi.WebSocket), and serves
-WebSocket clients at /v1/websocket and gRPC clients on the Session RPC.
+It imports nothing from twinserve, so it runs unchanged under Truss too: the session object
+behaves like fastapi.WebSocket. twinserve serves it to WebSocket clients at /v1/websocket and
+to gRPC clients on the Session RPC.
 """
 
+import json
 from typing import Any
 
 
@@ -12,20 +14,14 @@ class Model:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return  # the client closed (or went away)
+                return  # the client closed, or went away
             text = message.get("text")
-            if text == "bye":
-                await websocket.close(code=1000, reason="bye")
-                return
             if text is None:
                 await websocket.send_bytes(message["bytes"])
+            elif text == "bye":
+                await websocket.close(code=1000, reason="bye")
+                return
             elif text.startswith("{"):
-                await websocket.send_json({"echo": await _parsed(text)})
+                await websocket.send_json({"echo": json.loads(text)})
             else:
                 await websocket.send_text(text)
-
-
-async def _parsed(text: str) -> Any:
-    import json
-
-    return json.loads(text)
