@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2_grpc
@@ -26,7 +28,7 @@ _STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 
 class GrpcServer:
     """Owns one grpc.aio.Server; `start()` binds and returns the port, `stop()` closes it,
-    giving calls in flight `close_grace_s` to finish."""
+    giving calls in flight `close_grace_s` (or the drain's time) to finish."""
 
     def __init__(self, pipeline: ModelPipeline, config: Config, observer: CallObserver,
                  auth: AuthCheck | None, *, close_grace_s: float) -> None:
@@ -36,6 +38,8 @@ class GrpcServer:
         self._auth = auth
         self._close_grace_s = close_grace_s
         self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer(pipeline, (service.SERVICE_NAME,))
+        self._stopped: asyncio.Future[None] | None = None
 
     async def start(self) -> int:
         max_body = self._config.model.runtime.max_request_bytes
@@ -69,8 +73,7 @@ class GrpcServer:
             (grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
         # Registered methods skip grpc's per-call generic handler lookup.
         server.add_registered_method_handlers(service.SERVICE_NAME, handlers)
-        health_pb2_grpc.add_HealthServicer_to_server(
-            HealthServicer(self._pipeline, (service.SERVICE_NAME,)), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (service.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         server_config = self._config.server
@@ -79,11 +82,21 @@ class GrpcServer:
         self._server = server
         return port
 
-    async def stop(self) -> None:
-        """Refuse new calls, let calls in flight finish for up to the grace, then cancel."""
-        if self._server is not None:
-            await self._server.stop(self._close_grace_s)
-            self._server = None
+    def readiness_changed(self) -> None:
+        """Tell health Watch streams now (the model loaded, or the drain began)."""
+        self._health.changed()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Close the port and refuse new calls (grpc sends every connection GOAWAY), let
+        calls in flight finish for up to `grace_s` (default `close_grace_s`), then cancel
+        them; returns once none is left. A second call waits for the first."""
+        if self._stopped is None:
+            if self._server is None:
+                return
+            self._health.close()  # Watch streams never end by themselves
+            grace = self._close_grace_s if grace_s is None else grace_s
+            self._stopped = asyncio.ensure_future(self._server.stop(grace))
+        await asyncio.shield(self._stopped)
 
 
 def _idle_options(idle_timeout_s: float | None) -> list[tuple[str, int]]:

@@ -21,6 +21,7 @@ from daemon.http.body import HttpBody
 from daemon.http.errors import error_response, http_exception_response, internal_error_response
 from daemon.http.formats import WireFormat
 from daemon.http.headers import REQUEST_ID
+from daemon.http.keepalive import KeepAlive
 from daemon.observe import CallObserver
 from daemon.request import BodyLimits, new_request_id
 
@@ -34,11 +35,14 @@ CLIENT_CLOSED = 499  # nginx's code for "the client went away first", for metric
 
 class Boundary:
     """Gives every request an id, checks its key, turns every failure into an error answer
-    exactly once, and accounts for the call."""
+    exactly once, accounts for the call, and during the drain has the answer close its
+    connection."""
 
-    def __init__(self, observer: CallObserver, auth: AuthCheck | None) -> None:
+    def __init__(self, observer: CallObserver, auth: AuthCheck | None,
+                 keep_alive: KeepAlive) -> None:
         self._observer = observer
         self._auth = auth
+        self._keep_alive = keep_alive
 
     def wrap(self, handler: Handler, label: str, wire: WireFormat | None,
              open_: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -46,6 +50,7 @@ class Boundary:
         path); `open_`: no API key needed (probes and scrapes)."""
         finished = self._observer.recorder("http", label)
         auth = None if open_ else self._auth
+        keep_alive = self._keep_alive
 
         async def boundary(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
@@ -67,6 +72,8 @@ class Boundary:
                     log.exception("unhandled error in request %s", request_id)
                     response = internal_error_response(request_id, wire or _by_path(request))
                 status = response.status
+                if keep_alive.ending:
+                    keep_alive.settle(response)
                 return response
             finally:
                 finished(status, started, request_id)

@@ -11,6 +11,7 @@ from daemon.errors import TwinserveError
 from daemon.http.errors import error_payload
 from daemon.http.formats import WireFormat
 from daemon.http.headers import REQUEST_ID
+from daemon.http.keepalive import KEEP_ALIVE
 from daemon.model.streams import ChunkStream
 
 log = logging.getLogger("twinserve.http")
@@ -51,6 +52,7 @@ async def write_chunks(request: web.Request, stream: ChunkStream, request_id: st
         response = web.StreamResponse(status=head.status, headers={
             **head.headers, hdrs.CONTENT_TYPE: head.content_type, REQUEST_ID: request_id})
     response.enable_chunked_encoding()
+    request.app[KEEP_ALIVE].settle(response)  # during the drain: Connection: close
     encode = wire.encode_chunk
     last = first
     try:

@@ -944,7 +944,7 @@ def test_graceful_shutdown(truss_server: TrussServer) -> None:
         time.sleep(0.1)
 
         t0 = time.perf_counter()
-        daemon.stop()  # SIGTERM, as `docker stop`
+        daemon.stop()  # SIGINT: the drain, without SIGTERM's grace for load balancers
         stop_time = time.perf_counter() - t0
 
         assert 3 < stop_time < 5
