@@ -385,3 +385,31 @@ def test_drain_closes_sessions_1001_then_exits_0(start_daemon_per_test: StartDae
     assert closed.code == 1001 and "drain_timeout_s" in closed.reason
     assert 0.9 < time.monotonic() - started < 5
     assert draining.wait_exit(10) == 0
+
+
+def test_a_starlette_model_catches_starlettes_disconnect(start_daemon_per_test: StartDaemon,
+                                                        tmp_path: Path) -> None:
+    """A model written for fastapi catches fastapi's WebSocketDisconnect and compares
+    starlette's states: the daemon's are those when the model has imported them."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.py").write_text(
+        "import fastapi\n"
+        "from starlette.websockets import WebSocketState\n\n\n"
+        "class Model:\n"
+        "    async def websocket(self, websocket: fastapi.WebSocket):\n"
+        "        assert websocket.client_state == WebSocketState.CONNECTED\n"
+        "        try:\n"
+        "            async for text in websocket.iter_text():\n"
+        "                await websocket.send_text(text)\n"
+        "            print('iteration ended at the close')\n"
+        "            await websocket.receive_text()\n"
+        "        except fastapi.WebSocketDisconnect as gone:\n"
+        "            print('caught', gone.code, websocket.client_state.name, flush=True)\n")
+    (tmp_path / "config.yaml").write_text("runtime:\n  predict_concurrency: 2\n")
+    starlette_model = start_daemon_per_test(tmp_path)
+    session = open_session(starlette_model, "http")
+    session.send_text("ping")
+    assert session.receive_text() == "ping"
+    session.close(4005, "done")
+    starlette_model.wait_for_log("iteration ended at the close")
+    starlette_model.wait_for_log("caught 4005 DISCONNECTED")
