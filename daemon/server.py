@@ -127,6 +127,9 @@ class Server:
             self.pipeline.cancel_in_flight()
             await self.pipeline.wait_idle(_CANCEL_GRACE_SECONDS)
         self.pipeline.start_draining()  # nothing new starts while the engine closes
+        # What gRPC still holds is no call of the model's: a call grpc took in as it shut
+        # down and never handed over (grpc/grpc#41785), or a client's reflection stream.
+        await self._grpc.stop(_CLOSE_GRACE_SECONDS)
         await grpc_stopped
         log.info("drained in %.2fs", time.monotonic() - started)
 

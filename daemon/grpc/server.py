@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2_grpc
@@ -39,7 +37,6 @@ class GrpcServer:
         self._close_grace_s = close_grace_s
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer(pipeline, (service.SERVICE_NAME,))
-        self._stopped: asyncio.Future[None] | None = None
 
     async def start(self) -> int:
         max_body = self._config.model.runtime.max_request_bytes
@@ -89,14 +86,11 @@ class GrpcServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Close the port and refuse new calls (grpc sends every connection GOAWAY), let
         calls in flight finish for up to `grace_s` (default `close_grace_s`), then cancel
-        them; returns once none is left. A second call waits for the first."""
-        if self._stopped is None:
-            if self._server is None:
-                return
+        them; returns once none is left. A later call with a shorter grace cuts an earlier
+        one's wait short (grpc.aio's stop allows that)."""
+        if self._server is not None:
             self._health.close()  # Watch streams never end by themselves
-            grace = self._close_grace_s if grace_s is None else grace_s
-            self._stopped = asyncio.ensure_future(self._server.stop(grace))
-        await asyncio.shield(self._stopped)
+            await self._server.stop(self._close_grace_s if grace_s is None else grace_s)
 
 
 def _idle_options(idle_timeout_s: float | None) -> list[tuple[str, int]]:
