@@ -125,7 +125,8 @@ class Metrics:
         )
         self.session_frames = Counter(
             "twinserve_session_frames",
-            "Frames of sessions, by direction (received from or sent to clients).",
+            "Frames of sessions, by direction (received from or sent to clients), counted "
+            "as each session ends.",
             ["transport", "direction"],
             registry=self.registry,
         )
@@ -158,7 +159,7 @@ class Metrics:
 
 
 class SessionCounters:
-    """The session metrics of one transport (daemon/websocket.py counts the frames)."""
+    """The session metrics of one transport."""
 
     def __init__(self, metrics: Metrics, transport: str) -> None:
         self._transport = transport
@@ -174,8 +175,6 @@ class SessionCounters:
         self._open.dec()
         self._closed.labels(self._transport, str(code)).inc()
 
-    def frame_received(self) -> None:
-        self._received.inc()
-
-    def frame_sent(self) -> None:
-        self._sent.inc()
+    def frames(self, received: int, sent: int) -> None:
+        self._received.inc(received)
+        self._sent.inc(sent)

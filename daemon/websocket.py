@@ -97,12 +97,6 @@ class Channel(Protocol):
         ...
 
 
-class SessionMetrics(Protocol):
-    def frame_received(self) -> None: ...
-
-    def frame_sent(self) -> None: ...
-
-
 def disconnect(code: int, reason: str = "") -> WebSocketDisconnect:
     """The disconnect to raise: also starlette's WebSocketDisconnect if the model uses it."""
     starlette = sys.modules.get("starlette.websockets")
@@ -127,12 +121,11 @@ class WebSocket:
     """A model's side of one session (see the module docstring). The daemon has accepted it
     before the model's method runs, as Truss does; `accept()` is then a no-op."""
 
-    def __init__(self, channel: Channel, request: Request, *, max_frame_bytes: int,
-                 metrics: SessionMetrics | None = None) -> None:
+    def __init__(self, channel: Channel, request: Request, *, max_frame_bytes: int) -> None:
         self._channel = channel
         self.request = request  # the call's record: id, headers, disconnect state
         self._max_frame_bytes = max_frame_bytes
-        self._metrics = metrics
+        self.frames_received = self.frames_sent = 0
         self._client = WebSocketState.CONNECTING
         self._application = WebSocketState.CONNECTING
         self.close_code: int | None = None  # how the session ended, once it has
@@ -287,8 +280,7 @@ class WebSocket:
             if size > self._max_frame_bytes:
                 raise BadFrame(TOO_BIG, f"frame of {size} bytes is larger than "
                                         f"runtime.max_frame_bytes ({self._max_frame_bytes})")
-        if self._metrics is not None:
-            self._metrics.frame_received()
+        self.frames_received += 1
         return frame
 
     async def _send(self, frame: str | bytes) -> None:
@@ -304,8 +296,7 @@ class WebSocket:
             self.client_gone()
             raise disconnect(ABNORMAL) from None
         self.last_activity = time.monotonic()
-        if self._metrics is not None:
-            self._metrics.frame_sent()
+        self.frames_sent += 1
 
 
 def _clip(reason: str) -> str:

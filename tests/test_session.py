@@ -240,7 +240,10 @@ def test_the_key_is_checked_before_accepting(start_daemon: StartDaemon,
         session.send_text("echo:in")
         assert session.receive_text() == "in"
     closed = f'twinserve_sessions_closed_total{{code="1000",transport="{transport}"}}'
-    assert metric(guarded, closed) == 1
+    assert metric(guarded, closed) == 1  # the refused one never opened
+    for direction in ("received", "sent"):
+        assert metric(guarded, f'twinserve_session_frames_total{{direction="{direction}",'
+                               f'transport="{transport}"}}') == 1
 
 
 def test_sessions_hold_slots_and_a_full_line_is_refused(

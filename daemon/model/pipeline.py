@@ -355,8 +355,7 @@ class ModelPipeline:
         limits = self._session_limits
         counters = None if self._metrics is None else \
             self._metrics.session_counters(request.transport)
-        ws = WebSocket(channel, request, max_frame_bytes=limits.max_frame_bytes,
-                       metrics=counters)
+        ws = WebSocket(channel, request, max_frame_bytes=limits.max_frame_bytes)
         method = self._session_method
         if method is None:
             await session.not_implemented(ws)
@@ -381,6 +380,7 @@ class ModelPipeline:
                 self.admission.release()
                 if counters is not None:
                     counters.closed(ws.close_code or ABNORMAL)
+                    counters.frames(ws.frames_received, ws.frames_sent)
         finally:
             self._calls.end(request)
         return ws
