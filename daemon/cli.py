@@ -81,14 +81,14 @@ ENV_SETTINGS = (
 )
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        args.from_env = _fill_from_env(args, os.environ if environ is None else environ)
+        args.from_env = _fill_from_env(args, os.environ)
     except UsageError as exc:
         print(f"twinserve {args.command}: {exc}", file=sys.stderr)
         return 2
