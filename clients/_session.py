@@ -56,6 +56,8 @@ class Frames(Protocol):
 
     def close(self, code: int, reason: str) -> Closed: ...
 
+    def abort(self) -> None: ...
+
 
 class AsyncFrames(Protocol):
     async def send(self, frame: str | bytes) -> Closed | None: ...
@@ -63,6 +65,8 @@ class AsyncFrames(Protocol):
     async def receive(self) -> str | bytes | Closed: ...
 
     async def close(self, code: int, reason: str) -> Closed: ...
+
+    def abort(self) -> None: ...
 
 
 class _Ends:
@@ -131,6 +135,13 @@ class Session(_Ends):
             self.closed = self._frames.close(code, reason)
         return self.closed
 
+    def abort(self) -> None:
+        """Drop the session without a close, as a lost connection would: the model's next
+        receive raises the disconnect with code 1006."""
+        if self.closed is None:
+            self.closed = Closed(ABNORMAL, "")
+            self._frames.abort()
+
     def __enter__(self) -> Session:
         return self
 
@@ -178,6 +189,12 @@ class AsyncSession(_Ends):
         if self.closed is None:
             self.closed = await self._frames.close(code, reason)
         return self.closed
+
+    def abort(self) -> None:
+        """As Session.abort."""
+        if self.closed is None:
+            self.closed = Closed(ABNORMAL, "")
+            self._frames.abort()
 
     async def __aenter__(self) -> AsyncSession:
         return self

@@ -114,6 +114,10 @@ class GrpcFrames:
             give_up.cancel()
         return self._server_close or Closed(code, reason)
 
+    def abort(self) -> None:
+        self._call.cancel()
+        self._outbox.put(_END)
+
 
 class AsyncGrpcFrames:
     """asyncio (clients/_session.py AsyncFrames); `open()` starts the call."""
@@ -171,3 +175,6 @@ class AsyncGrpcFrames:
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             pass  # the call is over already
         return self._server_close or Closed(code, reason)
+
+    def abort(self) -> None:
+        self._call.cancel()

@@ -88,6 +88,9 @@ class HttpFrames:
         self._ws.close(code, reason)
         return _final(self._ws)
 
+    def abort(self) -> None:
+        self._ws.close_socket()
+
 
 class AsyncHttpFrames:
     """asyncio (clients/_session.py AsyncFrames); `open()` connects."""
@@ -124,3 +127,6 @@ class AsyncHttpFrames:
     async def close(self, code: int, reason: str) -> Closed:
         await self._ws.close(code, reason)
         return _final(self._ws)
+
+    def abort(self) -> None:
+        self._ws.transport.abort()

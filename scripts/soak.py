@@ -5,6 +5,13 @@ Passes when the only errors are the intended 429 / RESOURCE_EXHAUSTED refusals, 
 left in flight at the end, and the daemon's resident memory grew by less than 50 MiB.
 
     python scripts/soak.py --clients 200 --seconds 60
+    python scripts/soak.py --sessions 200 --seconds 60
+
+--sessions soaks sessions instead: that many clients, half over WebSocket and half over the
+gRPC Session RPC, each opening sessions one after another with a model's `websocket` method
+and exchanging text, binary and JSON frames; one session in five is dropped by its client
+without a close. Then no error may be unintended, the sessions gauge and the calls in flight
+must be back to 0, and the same memory bound holds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,13 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clients import AsyncGrpcClient, TwinserveError  # noqa: E402
+from clients import (  # noqa: E402
+    AsyncGrpcClient,
+    AsyncHttpClient,
+    AsyncSession,
+    SessionClosed,
+    TwinserveError,
+)
 from tests.harness import DaemonProcess  # noqa: E402
 
 CONFIG = """\
@@ -40,6 +53,33 @@ server:
   access_log: false
 """
 REFUSED = {"RESOURCE_EXHAUSTED"}
+SESSION_CONFIG = """\
+model_name: soak-sessions
+runtime:
+  predict_concurrency: 512
+server:
+  access_log: false
+"""
+SESSION_MODEL = """\
+from daemon import WebSocket, WebSocketDisconnect
+
+
+class Model:
+    async def websocket(self, websocket: WebSocket) -> None:
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if "bytes" in message:
+                    await websocket.send_bytes(message["bytes"])
+                elif message["text"].startswith("{"):
+                    await websocket.send_json({"echo": message["text"]})
+                else:
+                    await websocket.send_text(message["text"])
+        except WebSocketDisconnect:
+            pass
+"""
 
 
 def rss_mib(pid: int) -> float:
@@ -153,11 +193,58 @@ async def soak(daemon: DaemonProcess, clients: int, seconds: float) -> Tally:
     return tally
 
 
+async def one_session(session: AsyncSession, kind: str, tally: Tally) -> None:
+    """A few frames each way, then a close, or (one time in five) a dropped connection."""
+    for _ in range(random.randint(1, 20)):
+        roll = random.random()
+        if roll < 0.5:
+            await session.send_text("hello")
+            assert await session.receive_text() == "hello"
+        elif roll < 0.8:
+            data = random.randbytes(random.randint(1, 4096))
+            await session.send_bytes(data)
+            assert await session.receive_bytes() == data
+        else:
+            await session.send_json({"n": random.random()})
+            assert "echo" in await session.receive_json()
+        await asyncio.sleep(random.random() * 0.05)
+    if random.random() < 0.2:
+        session.abort()
+        tally.counts[f"{kind} session: dropped"] += 1
+    else:
+        closed = await session.close()
+        if closed.code != 1000:
+            raise SessionClosed(*closed)
+        tally.counts[f"{kind} session: ok"] += 1
+
+
+async def session_loop(client: AsyncHttpClient | AsyncGrpcClient, kind: str, until: float,
+                       tally: Tally) -> None:
+    while time.monotonic() < until:
+        try:
+            session = await client.websocket()
+            await one_session(session, kind, tally)
+        except (TwinserveError, SessionClosed, AssertionError) as err:
+            tally.error(f"{kind} session", err)
+
+
+async def soak_sessions(daemon: DaemonProcess, clients: int, seconds: float) -> Tally:
+    tally = Tally()
+    async with AsyncHttpClient(daemon.http_url, timeout=30) as http, \
+            AsyncGrpcClient(daemon.grpc_target, timeout=30) as rpc:
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(session_loop(http if n % 2 else rpc,
+                                            "http" if n % 2 else "grpc", until, tally)
+                               for n in range(clients)))
+    return tally
+
+
 def in_flight(daemon: DaemonProcess) -> dict[str, float]:
     values = {}
     for line in httpx.get(f"{daemon.http_url}/metrics").text.splitlines():
         name, _, value = line.partition(" ")
-        if name in ("twinserve_in_flight", "twinserve_engine_in_flight"):
+        if name.startswith(("twinserve_in_flight", "twinserve_engine_in_flight",
+                            "twinserve_sessions{")):
             values[name] = float(value)
     return values
 
@@ -166,14 +253,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--sessions", type=int, default=None, metavar="CLIENTS",
+                        help="soak sessions (a websocket model) with this many clients instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(CONFIG)
+        if args.sessions is None:
+            (Path(tmp) / "config.yaml").write_text(CONFIG)
+            run, clients = soak, args.clients
+        else:
+            (Path(tmp) / "config.yaml").write_text(SESSION_CONFIG)
+            (Path(tmp) / "model").mkdir()
+            (Path(tmp) / "model" / "model.py").write_text(SESSION_MODEL)
+            run, clients = soak_sessions, args.sessions
         with DaemonProcess(Path(tmp)) as daemon:
             daemon.wait_ready()
-            asyncio.run(soak(daemon, 20, 3))  # warm up: imports, pools, first allocations
+            asyncio.run(run(daemon, 20, 3))  # warm up: imports, pools, first allocations
             rss_before = rss_mib(daemon.proc.pid)
-            tally = asyncio.run(soak(daemon, args.clients, args.seconds))
+            tally = asyncio.run(run(daemon, clients, args.seconds))
             time.sleep(1)
             left = in_flight(daemon)
             rss_after = rss_mib(daemon.proc.pid)

@@ -194,16 +194,11 @@ class _RawGrpcSession:
 
 def test_client_gone_ends_the_models_loop(daemon: DaemonProcess, transport: str) -> None:
     before = ended(daemon, transport).count("disconnect:1006")
-    if transport == "http":
-        sock = _raw_websocket(daemon)
-        sock.sendall(_masked_text("echo:x"))
-        sock.recv(100)
-        sock.close()  # no close frame
-    else:
-        raw = _RawGrpcSession(daemon)
-        raw.send(SessionFrame(text="echo:x").SerializeToString())
-        assert next(raw.frames()).text == "x"
-        raw.close()  # the call is cancelled
+    session = open_session(daemon, transport)
+    session.send_text("echo:x")
+    assert session.receive_text() == "x"
+    session.abort()  # the connection or call dropped, no close frame
+    assert session.closed == (1006, "")
     wait_for(lambda: ended(daemon, transport).count("disconnect:1006") > before)
     wait_for(lambda: metric(daemon, f'twinserve_sessions{{transport="{transport}"}}') == 0)
 
