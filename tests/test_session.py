@@ -411,3 +411,17 @@ def test_a_starlette_model_catches_starlettes_disconnect(start_daemon_per_test: 
     session.close(4005, "done")
     starlette_model.wait_for_log("iteration ended at the close")
     starlette_model.wait_for_log("caught 4005 DISCONNECTED")
+
+
+def test_a_client_gone_cancels_the_sessions_engine_work(start_daemon: StartDaemon,
+                                                        transport: str) -> None:
+    engine = start_daemon(MODELS / "engine_session")
+    cancelled = metric(engine, "twinserve_engine_cancelled_total")
+    session = open_session(engine, transport)
+    session.send_text("tell me a long story")
+    for _ in range(3):
+        session.receive_text()
+    assert metric(engine, "twinserve_engine_in_flight") == 1  # 1000 tokens: ~20 s to go
+    session.abort()
+    wait_for(lambda: metric(engine, "twinserve_engine_in_flight") == 0, timeout=2)
+    assert metric(engine, "twinserve_engine_cancelled_total") == cancelled + 1
