@@ -48,6 +48,8 @@ class SessionClosed(Exception):
 class Frames(Protocol):
     """One transport's frames, blocking. `receive` gives Closed once the session is over."""
 
+    request_id: str | None  # the daemon's id for the session, as its log names it
+
     def send(self, frame: str | bytes) -> Closed | None:
         """Send a frame; Closed (and nothing sent) if the session is over."""
         ...
@@ -60,6 +62,7 @@ class Frames(Protocol):
 
 
 class AsyncFrames(Protocol):
+    request_id: str | None
     async def send(self, frame: str | bytes) -> Closed | None: ...
 
     async def receive(self) -> str | bytes | Closed: ...
@@ -91,10 +94,17 @@ class _Ends:
 
 
 class Session(_Ends):
-    """A blocking session; a context manager that closes it (1000) on leaving."""
+    """A blocking session; a context manager that closes it (1000) on leaving.
+
+    Attributes:
+        request_id: the daemon's id for the session (the `x-request-id` header sent, or
+            one it made), as its log lines name it.
+        closed: how the session ended, once it has.
+    """
 
     def __init__(self, frames: Frames) -> None:
         self._frames = frames
+        self.request_id = frames.request_id
 
     def send_text(self, text: str) -> None:
         self._over(self._frames.send(self._open_for(text)))
@@ -154,6 +164,7 @@ class AsyncSession(_Ends):
 
     def __init__(self, frames: AsyncFrames) -> None:
         self._frames = frames
+        self.request_id = frames.request_id
 
     async def send_text(self, text: str) -> None:
         self._over(await self._frames.send(self._open_for(text)))

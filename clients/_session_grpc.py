@@ -43,8 +43,9 @@ def _frame(message: SessionFrame) -> str | bytes | Closed:
     raise TwinserveError("INTERNAL", "the server sent an empty SessionFrame")
 
 
-def _accepted(metadata: Any) -> bool:
-    return any(key == _ACCEPTED for key, _ in metadata or ())
+def _accepted(metadata: Any) -> str | None:
+    """The session's request id, if the daemon accepted it."""
+    return next((str(value) for key, value in metadata or () if key == _ACCEPTED), None)
 
 
 def _refusal(code: grpc.StatusCode, details: str | None, trailing: Any) -> TwinserveError:
@@ -69,11 +70,11 @@ class GrpcFrames:
         if give_up is not None:
             give_up.start()
         try:
-            accepted = _accepted(self._call.initial_metadata())
+            self.request_id = _accepted(self._call.initial_metadata())
         finally:
             if give_up is not None:
                 give_up.cancel()
-        if not accepted:
+        if self.request_id is None:
             self._outbox.put(_END)
             code = self._call.code()
             if code is grpc.StatusCode.CANCELLED:
@@ -122,8 +123,9 @@ class GrpcFrames:
 class AsyncGrpcFrames:
     """asyncio (clients/_session.py AsyncFrames); `open()` starts the call."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, request_id: str) -> None:
         self._call = call
+        self.request_id: str | None = request_id
         self._server_close: Closed | None = None
 
     @classmethod
@@ -136,10 +138,11 @@ class AsyncGrpcFrames:
         except TimeoutError:
             call.cancel()
             raise _not_accepted(timeout) from None
-        if not _accepted(metadata_in):
+        request_id = _accepted(metadata_in)
+        if request_id is None:
             raise _refusal(await call.code(), await call.details(),
                            await call.trailing_metadata())
-        return cls(call)
+        return cls(call, request_id)
 
     async def send(self, frame: str | bytes) -> Closed | None:
         try:

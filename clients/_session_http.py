@@ -47,6 +47,11 @@ def _final(ws: websockets.sync.client.ClientConnection
     return Closed(ws.close_code or ABNORMAL, ws.close_reason or "")
 
 
+def _request_id(ws: websockets.sync.client.ClientConnection
+                | websockets.asyncio.client.ClientConnection) -> str | None:
+    return ws.response.headers.get("x-request-id") if ws.response is not None else None
+
+
 def _unreachable(exc: Exception) -> TwinserveError:
     return TwinserveError("UNAVAILABLE", f"cannot open a WebSocket session: {exc}")
 
@@ -70,6 +75,7 @@ class HttpFrames:
             raise _refusal(exc) from exc
         except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
             raise _unreachable(exc) from exc
+        self.request_id = _request_id(self._ws)
 
     def send(self, frame: str | bytes) -> Closed | None:
         try:
@@ -97,6 +103,7 @@ class AsyncHttpFrames:
 
     def __init__(self, ws: websockets.asyncio.client.ClientConnection) -> None:
         self._ws = ws
+        self.request_id = _request_id(ws)
 
     @classmethod
     async def open(cls, base_url: str, headers: Mapping[str, str],

@@ -20,7 +20,15 @@ import httpx
 import pytest
 import websockets.sync.client
 
-from clients import GrpcClient, HttpClient, Session, SessionClosed, TwinserveError
+from clients import (
+    AsyncGrpcClient,
+    AsyncHttpClient,
+    GrpcClient,
+    HttpClient,
+    Session,
+    SessionClosed,
+    TwinserveError,
+)
 from tests.conftest import StartDaemon
 from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model
 from tests.scrape import metric
@@ -84,8 +92,17 @@ def test_text_bytes_and_json_frames(daemon: DaemonProcess, transport: str) -> No
         assert session.receive_json() == {"a": [1, "ü"]}
         session.send_text("whoami")
         who = session.receive_json()
-        assert who["header"] == "yes" and who["query"] == {} and who["request_id"]
+        assert who["header"] == "yes" and who["query"] == {}
+        assert who["request_id"] == session.request_id and session.request_id
     assert session.closed == (1000, "")
+
+
+def test_the_clients_request_id_names_the_session(daemon: DaemonProcess,
+                                                  transport: str) -> None:
+    with open_session(daemon, transport, headers={"x-request-id": "mine-1"}) as session:
+        assert session.request_id == "mine-1"
+        session.send_text("whoami")
+        assert session.receive_json()["request_id"] == "mine-1"
 
 
 def test_iterating_a_session_ends_at_its_close(daemon: DaemonProcess, transport: str) -> None:
@@ -425,3 +442,25 @@ def test_a_client_gone_cancels_the_sessions_engine_work(start_daemon: StartDaemo
     session.abort()
     wait_for(lambda: metric(engine, "twinserve_engine_in_flight") == 0, timeout=2)
     assert metric(engine, "twinserve_engine_cancelled_total") == cancelled + 1
+
+
+async def test_the_async_clients_give_the_same_session(daemon: DaemonProcess,
+                                                       transport: str) -> None:
+    client: AsyncHttpClient | AsyncGrpcClient = AsyncHttpClient(daemon.http_url) \
+        if transport == "http" else AsyncGrpcClient(daemon.grpc_target)
+    async with client:
+        async with client.websocket() as session:
+            await session.send_text("echo:hi")
+            assert await session.receive_text() == "hi"
+            await session.send_text("json")
+            await session.send_json([1, 2])
+            assert await session.receive_json() == [1, 2]
+            await session.send_text("flood:2")
+            await session.send_text("close:4003:over")
+            assert [frame async for frame in session] == ["x" * 1024] * 2
+        assert session.closed == (4003, "over")
+        opened = await client.websocket()  # awaited rather than entered
+        await opened.send_text("bytes")
+        await opened.send_bytes(b"\x07")
+        assert await opened.receive_bytes() == b"\x07"
+        assert await opened.close() == (1000, "")
