@@ -26,9 +26,9 @@ from daemon.grpc.messages import Malformed, metadata_headers, parser
 from daemon.grpc.session import GrpcChannel, status_for_close
 from daemon.model.interrupt import error_instead
 from daemon.model.pipeline import ModelPipeline
+from daemon.model.signature import SESSION_METHOD
 from daemon.model.streams import ChunkStream
 from daemon.observe import UNMATCHED, CallObserver
-from daemon.model.signature import SESSION_METHOD
 from daemon.request import BodySource, BytesBody, Request, new_request_id
 from daemon.websocket import ABNORMAL
 from twinserve_wire import service

@@ -26,11 +26,11 @@ from daemon.errors import DeadlineExceeded, ModelError, NotFound, NotReady, Twin
 from daemon.metrics import Metrics
 from daemon.model.inflight import InFlight
 from daemon.model.interrupt import error_instead, interrupt
-from daemon.model.method import BoundMethod
 from daemon.model import session
+from daemon.model.grace import chunks_with_grace
+from daemon.model.method import BoundMethod
 from daemon.model.session import SessionLimits, SessionMethod
 from daemon.model.signature import SESSION_METHOD, MethodSpec
-from daemon.model.grace import chunks_with_grace
 from daemon.model.streams import ChunkStream, as_chunks
 from daemon.model.truss_compat import as_response, is_response, model_error, streaming_response
 from daemon.model.typed_io import InputModel, Schema
