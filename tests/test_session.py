@@ -464,3 +464,18 @@ async def test_the_async_clients_give_the_same_session(daemon: DaemonProcess,
         await opened.send_bytes(b"\x07")
         assert await opened.receive_bytes() == b"\x07"
         assert await opened.close() == (1000, "")
+
+
+def test_sessions_open_in_the_drains_grace_and_not_after(start_daemon_per_test: StartDaemon,
+                                                         tmp_path: Path) -> None:
+    root = copy_model(tmp_path, SESSION, "runtime:\n  predict_concurrency: 4\n"
+                      "  drain_grace_s: 3\n  drain_timeout_s: 1\n")
+    draining = start_daemon_per_test(root)
+    draining.proc.send_signal(signal.SIGTERM)
+    draining.wait_for_log("draining; readiness is NOT_SERVING")
+    assert httpx.get(f"{draining.http_url}/health/ready").status_code == 503
+    for transport in TRANSPORTS:  # load balancers may still send sessions here
+        with open_session(draining, transport) as session:
+            session.send_text("echo:in the grace")
+            assert session.receive_text() == "in the grace"
+    assert draining.wait_exit(10) == 0

@@ -81,7 +81,7 @@ class ModelPipeline:
         self._cancel_grace_s = cancel_grace_s
         self._load_retries = load_retries
         self._session_limits = session_limits
-        self._session_method: SessionMethod | None = None  # the model's websocket, bound
+        self._session_method: SessionMethod | None = None  # the model's websocket, as _serving
         self._metrics = metrics
         # Calls in flight, streams included: the task to cancel, and the time limit's timer.
         self._calls = InFlight(metrics)  # with their tasks and time limits, for the drain
@@ -95,7 +95,8 @@ class ModelPipeline:
         self._model: Any = None
         self._state = State.LOADING
         # The routes clients may call (every method but the predict hooks), bound to the
-        # model; empty unless READY, so one lookup tells a call whether it may run.
+        # model; empty until READY and once the drain refuses calls (they are still served in
+        # its grace), so one lookup tells a call whether it may run.
         self._serving: dict[str, BoundMethod] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # the one calls run on; set by load()
         self.admission = admission
@@ -112,7 +113,7 @@ class ModelPipeline:
         try:
             self._model = await self.run_sync(self._factory)
             routes = self._bind(self._model)
-            self._session_method = getattr(self._model, SESSION_METHOD, None)
+            session_method = getattr(self._model, SESSION_METHOD, None)
             load = getattr(self._model, "load", None)
             if callable(load):
                 await self._run_load(load)
@@ -124,6 +125,7 @@ class ModelPipeline:
         if self._state is State.LOADING:  # not if a drain began meanwhile
             self._state = State.READY
             self._serving = routes
+            self._session_method = session_method
 
     async def _run_load(self, load: Callable[[], Any]) -> None:
         """The model's load(), tried again `load_retries` times a second apart, as Truss does
@@ -210,9 +212,10 @@ class ModelPipeline:
 
     def start_draining(self) -> None:
         """Refuse new calls (NotReady) and report not ready; calls in flight carry on."""
-        if self._state in (State.READY, State.LOADING):
+        if self._state is not State.FAILED:  # after announce_draining too
             self._state = State.DRAINING
             self._serving = {}
+            self._session_method = None
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight; False if some still are after `timeout` s."""
@@ -350,13 +353,13 @@ class ModelPipeline:
         admission to close (daemon/model/session.py). Raises TwinserveError only before the
         session is accepted (not ready, overloaded); after that every outcome is a close,
         found on the returned WebSocket. Re-raises the cancel when the client went away."""
-        if self._state is not State.READY:
+        method = self._session_method  # set while calls are served, as _serving is
+        if method is None and (SESSION_METHOD in self._specs or not self._serving):
             raise NotReady(_NOT_READY_REASONS[self._state])
         limits = self._session_limits
         counters = None if self._metrics is None else \
             self._metrics.session_counters(request.transport)
         ws = WebSocket(channel, request, max_frame_bytes=limits.max_frame_bytes)
-        method = self._session_method
         if method is None:
             await session.not_implemented(ws)
             return ws
