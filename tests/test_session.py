@@ -479,3 +479,34 @@ def test_sessions_open_in_the_drains_grace_and_not_after(start_daemon_per_test: 
             session.send_text("echo:in the grace")
             assert session.receive_text() == "in the grace"
     assert draining.wait_exit(10) == 0
+
+
+def _close_code_from(sock: socket.socket) -> int:
+    """The code of the close frame the daemon sends (skipping any data frame before it)."""
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        assert chunk, "the connection closed without a close frame"
+        data += chunk
+        while len(data) >= 2:
+            opcode, length = data[0] & 0x0F, data[1] & 0x7F
+            if len(data) < 2 + length:
+                break
+            if opcode == 0x8:
+                return int.from_bytes(data[2:4], "big")
+            data = data[2 + length:]
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    (bytes([0x81, 0x82]) + bytes(4) + b"\xff\xfe", 1007),  # a text frame that is not UTF-8
+    (bytes([0x83, 0x80]) + bytes(4), 1002),  # a reserved opcode
+], ids=["invalid-utf8", "reserved-opcode"])
+def test_websocket_protocol_errors_close_with_their_codes(daemon: DaemonProcess, frame: bytes,
+                                                          code: int) -> None:
+    sock = _raw_websocket(daemon)
+    sock.sendall(frame)
+    assert _close_code_from(sock) == code
+    sock.close()
+    with open_session(daemon, "http") as session:  # the daemon serves on
+        session.send_text("echo:ok")
+        assert session.receive_text() == "ok"
