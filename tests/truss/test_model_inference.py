@@ -1167,9 +1167,12 @@ def test_async_streaming_with_cancellation(truss_server: TrussServer) -> None:
                     return
     """
     daemon = truss_server(model, _json_logs())
+    # Truss's client gives up after 1.0 s, the moment the model's first check runs, so which
+    # of its two lines is logged is a race (CI saw "before gen"); 1.5 s puts the client's
+    # leaving half a second clear of both checks, as the test means.
     with pytest.raises(httpx.ReadTimeout):
-        with httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0, read=1.0)) as client:
-            response = client.post(_predict_url(daemon), json={}, timeout=1.0)
+        with httpx.Client(timeout=httpx.Timeout(1.5, connect=1.5, read=1.5)) as client:
+            response = client.post(_predict_url(daemon), json={}, timeout=1.5)
             response.raise_for_status()
 
     daemon.wait_for_log("Cancelled (during gen).", timeout=4)  # Truss: time.sleep(2) for the logs
