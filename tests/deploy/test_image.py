@@ -110,11 +110,13 @@ def _read_only_root(volume: Path) -> list[str] | None:
     return [*unshare, "sh", "-c", script, str(volume)] if probe.returncode == 0 else None
 
 
-def test_entry_command_serves_from_the_environment_alone_on_a_read_only_root(
-        start_daemon_per_test: StartDaemon, tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_only_root", [False, True], ids=["writable-root", "read-only-root"])
+def test_entry_command_serves_from_the_environment_alone(
+        start_daemon_per_test: StartDaemon, tmp_path: Path, read_only_root: bool) -> None:
     """What the CPU image does: `RUN twinserve prepare` at build, then its ENTRYPOINT with
-    its ENV alone, no flag, the root filesystem read-only but for the volume. The image's
-    paths map onto this machine's: the venv, the prepared cache, the volume, HOME."""
+    its ENV alone, no flag; then again with the root filesystem read-only but for the volume,
+    where this machine can make a mount namespace. The image's paths map onto this
+    machine's: the venv, the prepared cache, the volume, HOME."""
     steps = dockerfile.read(dockerfile.IMAGES["cpu"])
     cache = default_cache_dir(os.environ)  # shared with the suite: converted once
     build_env = dockerfile.env(steps, dockerfile.index_of(steps, "RUN", "twinserve prepare"),
@@ -128,9 +130,10 @@ def test_entry_command_serves_from_the_environment_alone_on_a_read_only_root(
     volume = tmp_path / "volume"
     (volume / "tmp").mkdir(parents=True)
     (tmp_path / "home").mkdir()
-    read_only = _read_only_root(volume)
+    read_only = _read_only_root(volume) if read_only_root else []
     if read_only is None:
-        pytest.skip("this machine cannot make a mount namespace (unshare) for a read-only root")
+        pytest.skip("this machine cannot make a mount namespace (unshare) for a read-only "
+                    "root; the writable-root case ran the same entry command")
     run_env = _mapped(dockerfile.env(steps, base={"PATH": os.environ["PATH"]}), cache, tmp_path)
     entry = dockerfile.exec_form(steps, "ENTRYPOINT")
     assert entry is not None
