@@ -17,7 +17,9 @@ rapid-reset (HTTP/2 rapid reset, CVE-2023-44487) first runs --reset-rounds round
 --reset-streams HEADERS + RST_STREAM(CANCEL) pairs alone against the gRPC port, on one
 connection while the daemon keeps it, and prints per round the daemon's CPU seconds (until it
 is idle again), the GOAWAYs and RST_STREAMs it sent, and RSS; then rounds go on, back to back,
-while the prober runs.
+while the prober runs; then, as a control, while the prober calls the same daemon and the
+rounds go to a twin of it (the same load on the machine's cores, none on the probed daemon).
+With --via-haproxy, the attacker and the prober call through Debian's haproxy.
 
 Memory attacks (dense-json, big-json, gzip-bomb, unauth-grpc) each get a fresh daemon with
 the default limits; its peak is reset (/proc/PID/clear_refs) just before the attack, so the
@@ -42,6 +44,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import socket
 import struct
 import subprocess
@@ -52,7 +55,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -259,7 +262,15 @@ class Probe:
                 f"{self.grpc_p50_ms:.1f}/{self.grpc_p99_ms:.1f} ms, max {self.max_ms:.0f} ms")
 
 
-def probe(daemon: DaemonProcess, seconds: float) -> Probe:
+class Endpoint(Protocol):
+    """Where normal calls go: a daemon's ports, or a proxy's in front of them."""
+    http_port: int
+
+    @property
+    def grpc_target(self) -> str: ...
+
+
+def probe(daemon: Endpoint, seconds: float) -> Probe:
     """Run the prober against `daemon` for `seconds`, in a process of its own."""
     done = subprocess.run([sys.executable, __file__, "--probe", str(daemon.http_port),
                            daemon.grpc_target, str(seconds)], cwd=REPO, capture_output=True,
@@ -274,7 +285,7 @@ def probe(daemon: DaemonProcess, seconds: float) -> Probe:
                  1000 * max(http + rpc), report["errors"][:5])
 
 
-def serving(daemon: DaemonProcess) -> bool:
+def serving(daemon: Endpoint) -> bool:
     """A normal call on each transport succeeds (echoing models only)."""
     try:
         http_echo(daemon.http_port, 0, 10)
@@ -1066,16 +1077,17 @@ def settle_cpu(pid: int, idle_cores: float = 0.05, limit_s: float = 60.0) -> flo
     return time.monotonic() - started
 
 
-def reset_rounds(daemon: DaemonProcess, rounds: int, streams: int) -> list[dict[str, Any]]:
-    """`rounds` rounds of `streams` pairs, one after the other, nothing else running: the
-    daemon CPU each cost, counted until the daemon was idle again."""
+def reset_rounds(daemon: DaemonProcess, port: int, rounds: int, streams: int
+                 ) -> list[dict[str, Any]]:
+    """`rounds` rounds of `streams` pairs at `port` (the daemon's, or a proxy's), one after the
+    other, nothing else running: the daemon CPU each cost, counted until it was idle again."""
     pid = daemon.proc.pid
     settle_cpu(pid)
     results = []
     for number in range(1, rounds + 1):
         cpu, started = cpu_seconds(pid), time.monotonic()
         tally = ResetTally()
-        asyncio.run(reset_streams(daemon.grpc_port, streams, tally))
+        asyncio.run(reset_streams(port, streams, tally))
         sending_s = time.monotonic() - started
         settle_s = settle_cpu(pid)
         used = cpu_seconds(pid) - cpu
@@ -1105,13 +1117,95 @@ def rapid_reset(port: int, streams: int) -> AttackFn:
     return attack
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ResetProxy:
+    """Debian's haproxy in front of a daemon's two ports, cleartext HTTP/2 to its gRPC port,
+    for the rapid-reset attack with --via-haproxy."""
+
+    def __init__(self, workdir: Path, daemon: DaemonProcess) -> None:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(binary).exists():
+            raise SystemExit("haproxy is not installed: scripts/install.sh installs it")
+        self.http_port, self.grpc_port = free_port(), free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "haproxy.cfg"
+        config.write_text(reset_proxy_config(self.http_port, self.grpc_port, daemon))
+        print("    haproxy.cfg:\n        " + config.read_text().strip().replace(
+            "\n", "\n        "), flush=True)
+        self._log = (workdir / "haproxy.log").open("w")
+        self.proc = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not all(accepts(port) for port in (self.http_port, self.grpc_port)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("haproxy did not start:\n"
+                                   + (workdir / "haproxy.log").read_text())
+            time.sleep(0.05)
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._log.close()
+
+
+def reset_proxy_config(http_port: int, grpc_port: int, daemon: DaemonProcess) -> str:
+    return f"""\
+global
+    nbthread 1
+    # Streams a client may have open on a connection, a reset one counted until haproxy
+    # has finished with it (its defence against rapid reset since 1.9; 100 is the default,
+    # written out). 2.6 still passes each stream on to the daemon (README); 2.9+ can close
+    # a connection that resets too much: tune.h2.fe.glitches-threshold.
+    tune.h2.max-concurrent-streams 100
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+
+frontend grpc
+    bind 127.0.0.1:{grpc_port} proto h2
+    default_backend daemon_grpc
+
+frontend http
+    bind 127.0.0.1:{http_port}
+    default_backend daemon_http
+
+backend daemon_grpc
+    server daemon {daemon.grpc_target} proto h2
+
+backend daemon_http
+    server daemon 127.0.0.1:{daemon.http_port}
+"""
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 # -- availability: baseline, attack, probe ----------------------------------------------------
 
 
 def availability(name: str, daemon: DaemonProcess, attack: AttackFn, args: argparse.Namespace,
-                 target_note: str = "") -> Result:
+                 target_note: str = "", via: Endpoint | None = None) -> Result:
+    """`via`: the prober calls there (a proxy) instead of the daemon's own ports."""
+    endpoint = daemon if via is None else via
     print(f"\n[{name}] baseline prober {args.baseline_seconds:.0f}s ...", flush=True)
-    base = probe(daemon, args.baseline_seconds)
+    base = probe(endpoint, args.baseline_seconds)
     print(f"    unloaded: {base.line()}", flush=True)
     before = reset_peak(daemon.proc.pid)
     running = Running(attack)
@@ -1121,14 +1215,14 @@ def availability(name: str, daemon: DaemonProcess, attack: AttackFn, args: argpa
           f"{args.seconds:.0f}s", flush=True)
     cpu = (cpu_seconds(daemon.proc.pid), time.process_time(), children_cpu_seconds(),
            time.monotonic())
-    during = probe(daemon, args.seconds)
+    during = probe(endpoint, args.seconds)
     window = time.monotonic() - cpu[3]
     daemon_cpu = (cpu_seconds(daemon.proc.pid) - cpu[0]) / window
     attacker_cpu = (time.process_time() - cpu[1]) / window
     prober_cpu = (children_cpu_seconds() - cpu[2]) / window
     outcome = running.finish()
     after_mem = memory(daemon.proc.pid)
-    still = serving(daemon)
+    still = serving(endpoint)
     ratios = [attacked / unloaded for attacked, unloaded in (
         (during.http_p99_ms, base.http_p99_ms), (during.grpc_p99_ms, base.grpc_p99_ms))
         if not (math.isnan(attacked) or math.isnan(unloaded))]  # nan: no call of that kind
@@ -1154,17 +1248,38 @@ def availability(name: str, daemon: DaemonProcess, attack: AttackFn, args: argpa
                       "attacker_cpu_cores": attacker_cpu, "prober_cpu_cores": prober_cpu})
 
 
-def rapid_reset_run(daemon: DaemonProcess, args: argparse.Namespace) -> Result:
-    """The rounds alone, for what each costs the daemon; then the prober during more."""
+def rapid_reset_run(daemons: Daemons, args: argparse.Namespace, root: Path) -> Result:
+    """The rounds alone, for what each costs the daemon; then the prober during more; then,
+    as a control, the prober on the same daemon while the flood hits a twin of it: the same
+    load on the machine's cores, none of it on the probed daemon."""
     rounds, streams = args.reset_rounds, args.reset_streams
+    daemon = daemons.get("echo")
+    twin = daemons.get("echo-twin")
+    proxies = ([ResetProxy(root / f"haproxy-{d.grpc_port}", d) for d in (daemon, twin)]
+               if args.via_haproxy else [])
+    port, twin_port = [p.grpc_port for p in proxies] or [daemon.grpc_port, twin.grpc_port]
+    via = proxies[0] if proxies else None
     print(f"\n[rapid-reset] {rounds} rounds of {streams} HEADERS + RST_STREAM(CANCEL) pairs "
-          f"(Predict, with the key), nothing else running", flush=True)
-    before = reset_peak(daemon.proc.pid)
-    measured = reset_rounds(daemon, rounds, streams)
-    after = memory(daemon.proc.pid)
-    print(f"    RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB, peak "
-          f"{after.hwm_mib:.0f} MiB", flush=True)
-    result = availability("rapid-reset", daemon, rapid_reset(daemon.grpc_port, streams), args)
+          f"(Predict, with the key){' through haproxy' if via else ''}, nothing else running",
+          flush=True)
+    try:
+        before = reset_peak(daemon.proc.pid)
+        measured = reset_rounds(daemon, port, rounds, streams)
+        after = memory(daemon.proc.pid)
+        print(f"    RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB, peak "
+              f"{after.hwm_mib:.0f} MiB", flush=True)
+        name = "rapid-reset" + (" via haproxy" if via else "")
+        result = availability(name, daemon, rapid_reset(port, streams), args, via=via)
+        control = availability(f"{name} (control: the flood on a twin daemon)", daemon,
+                               rapid_reset(twin_port, streams), args, via=via)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+    attacked_ms, twin_ms = result.details["attacked"], control.details["attacked"]
+    versus = max(attacked_ms[k] / twin_ms[k] for k in ("http_p99_ms", "grpc_p99_ms"))
+    print(f"    p99 with the flood on this daemon / on its twin: x{versus:.2f}", flush=True)
+    result.measure += f"; x{versus:.2f} of twin-flooded"
+    result.details["control"] = control.details
     cpu = ", ".join(f"{r['daemon_cpu_s']:.2f}" for r in measured)
     goaways = sum(len(r["goaways"]) for r in measured)
     result.client = (f"{rounds} x {streams} streams alone: daemon CPU s per round {cpu}, "
@@ -1532,6 +1647,7 @@ class Daemons:
         self._started: dict[str, DaemonProcess] = {}
         self._specs = {
             "echo": (EXAMPLES / "echo", 16),
+            "echo-twin": (EXAMPLES / "echo", 16),  # rapid-reset's control
             "hostile-1-slot": (MODELS / "hostile", 1),
             "hostile-96-slots": (MODELS / "hostile", 96),
         }
@@ -1604,7 +1720,7 @@ def run_attacks(args: argparse.Namespace, root: Path, findings: Findings) -> lis
                 echo.http_port, echo.grpc_port, args.timeout), args,
                 "; all closed within idle_timeout_s + 1s"))
         if "rapid-reset" in selected:
-            results.append(rapid_reset_run(daemons.get("echo"), args))
+            results.append(rapid_reset_run(daemons, args, root))
         daemons.check_all()
 
         echo_src, defaults = EXAMPLES / "echo", "model_name: {}\nserver:\n  access_log: false\n"
@@ -1691,6 +1807,8 @@ def main() -> int:
                         help="rapid-reset: rounds measured alone, before the probed run")
     parser.add_argument("--reset-streams", type=int, default=20000,
                         help="rapid-reset: HEADERS + RST_STREAM pairs per round")
+    parser.add_argument("--via-haproxy", action="store_true",
+                        help="rapid-reset: the attacker and the prober call through haproxy")
     parser.add_argument("--llm", action="store_true", help="also attack the embedded model")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all results here")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)

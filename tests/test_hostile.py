@@ -4,6 +4,7 @@ transports where it applies (scripts/attack.py runs the same attacks at scale)."
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import gzip
 import json
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.errors
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2
@@ -28,7 +32,7 @@ from tests.grpc.test_health import Health
 from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model
 from tests.scrape import metric, wait_for_metric
 from twinserve_wire import service
-from twinserve_wire.proto.v1.model_pb2 import PredictRequest, UploadRequest
+from twinserve_wire.proto.v1.model_pb2 import PredictRequest, PredictResponse, UploadRequest
 
 KEY = "k3y-for-hostile"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -283,6 +287,66 @@ def test_a_keep_alive_connection_is_closed_when_idle(hostile: DaemonProcess) -> 
 def test_a_grpc_connection_that_never_speaks_is_closed(hostile: DaemonProcess) -> None:
     with connect(hostile, hostile.grpc_port) as sock:
         closes_within(sock, 5)
+
+
+def rapid_reset(daemon: DaemonProcess, streams: int) -> tuple[int, collections.Counter[int]]:
+    """HTTP/2 rapid reset (CVE-2023-44487): `streams` authenticated Predict HEADERS, each
+    cancelled at once (RST_STREAM CANCEL), in writes of 200 as scripts/attack.py sends them,
+    on one connection. Returns the stream limit the daemon announced (SETTINGS), and the
+    RST_STREAM codes that it sent back by the time it answers a PING sent after the streams
+    (counted from the raw frames: h2 reports none for streams that this side has reset)."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    headers = [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1"),
+               (":path", service.method_path(service.PREDICT)),
+               ("content-type", "application/grpc"), ("te", "trailers"),
+               ("authorization", f"Bearer {KEY}")]
+    codes: collections.Counter[int] = collections.Counter()
+
+    def read_frames(sock: socket.socket) -> None:
+        frames = b""
+        while data := sock.recv(65536):
+            frames += data
+            while len(frames) >= 9 and len(frames) >= 9 + int.from_bytes(frames[:3], "big"):
+                length, kind, flags = int.from_bytes(frames[:3], "big"), frames[3], frames[4]
+                if kind == 3:  # RST_STREAM
+                    codes[int.from_bytes(frames[9:13], "big")] += 1
+                elif kind == 6 and flags & 1 and frames[9:17] == b"settled!":
+                    return
+                frames = frames[9 + length:]
+        raise AssertionError("the daemon closed the connection")
+
+    with connect(daemon, daemon.grpc_port) as sock:
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        conn.receive_data(sock.recv(65536))  # the daemon's SETTINGS, acknowledged below
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(read_frames, sock)
+            for _ in range(streams // 200):
+                for _ in range(200):
+                    stream_id = conn.get_next_available_stream_id()
+                    conn.send_headers(stream_id, headers)
+                    conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                sock.sendall(conn.data_to_send())
+            conn.ping(b"settled!")
+            sock.sendall(conn.data_to_send())
+            reading.result(timeout=30)
+    return conn.remote_settings.max_concurrent_streams, codes
+
+
+def test_a_rapid_reset_flood_is_refused_past_the_stream_limit(hostile: DaemonProcess,
+                                                              channel: grpc.Channel) -> None:
+    """grpc refuses a new stream while 32 of the connection's, cancelled ones included, are
+    still allocated (daemon/grpc/server.py): the flood's streams beyond that cost the daemon
+    no call, and a client on another connection is served meanwhile."""
+    predict: Any = channel.unary_unary(service.method_path(service.PREDICT))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        flood = pool.submit(rapid_reset, hostile, 10000)
+        message = PredictRequest(json=b'{"n": 1}').SerializeToString()
+        answer = PredictResponse.FromString(predict(message, metadata=METADATA, timeout=10))
+        limit, codes = flood.result(timeout=60)
+    assert json.loads(answer.json) == {"n": 1}
+    assert limit == 32
+    assert codes[h2.errors.ErrorCodes.REFUSED_STREAM] > 0, codes
 
 
 # -- no secret in any response ----------------------------------------------------------------

@@ -53,10 +53,14 @@ class GrpcServer:
             ("grpc.so_reuseport", 0),
             # HTTP/2 rapid reset (CVE-2023-44487): only with a limit set (grpc sets none) does
             # grpc refuse new streams while this many, cancelled ones included, are still
-            # allocated: a flood then fails no normal call and costs less CPU and memory
-            # (README). 256 rather than RFC 9113's minimum of 100: a client that opens 200
-            # calls at once on a fresh connection had some refused (UNAVAILABLE) at 100.
-            ("grpc.max_concurrent_streams", 256),
+            # allocated. Each one let through is a call this loop must start and end, queued
+            # ahead of everyone's calls: under scripts/attack.py's flood, gRPC p99 was 28 ms
+            # at 256, 11-12 at 64, 8.5 at 32 and 7 at 16, against 7.5 with the same flood on a
+            # twin daemon (2 cores shared with attacker and prober; 1.8 ms unloaded). The cost:
+            # a client has at most 32 calls open per connection (grpc queues the rest), and
+            # one that starts more at once on a fresh connection, before it has the limit,
+            # can see a few refused (UNAVAILABLE); README, "Hostile and careless clients".
+            ("grpc.max_concurrent_streams", 32),
             # A fixed 4 MiB receive window per call instead of grpc's BDP probing, which let
             # 20-140 MiB of an upload run ahead of the model (measured); HTTP/2 flow control
             # then holds the client back. Loopback upload speed is unchanged (docs/raw.md),
