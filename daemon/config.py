@@ -189,6 +189,8 @@ class ServerConfig:
     log_format: str = "text"
     access_log: bool = True
     api_key: str | None = dataclasses.field(default=None, repr=False)
+    # Calls open at once on one gRPC connection (daemon/grpc/server.py says what it costs).
+    grpc_max_concurrent_streams: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,7 +448,7 @@ def from_cli(model_dir: Path, server: ServerConfig, backend: str | None = None) 
 def with_server_section(flags: ServerConfig, raw: Mapping[str, Any],
                         environ: Mapping[str, str]) -> ServerConfig:
     """Fold config.yaml's `server:` section into the flags; TWINSERVE_API_KEY wins over it."""
-    known = {"api_key", "log_format", "access_log"}
+    known = {"api_key", "log_format", "access_log", "grpc_max_concurrent_streams"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"server.{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -460,8 +462,10 @@ def with_server_section(flags: ServerConfig, raw: Mapping[str, Any],
     api_key = environ.get("TWINSERVE_API_KEY") or raw.get("api_key") or flags.api_key
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ConfigError("server.api_key: expected a non-empty string")
+    streams = _positive_int(raw, "server.grpc_max_concurrent_streams",
+                            flags.grpc_max_concurrent_streams)
     return dataclasses.replace(flags, log_format=log_format, access_log=access_log,
-                               api_key=api_key)
+                               api_key=api_key, grpc_max_concurrent_streams=streams)
 
 
 # -- typed readers ---------------------------------------------------------------------------

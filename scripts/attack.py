@@ -1632,18 +1632,21 @@ def llm(findings: Findings) -> Result:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def timing_config(name: str, concurrency: int, timeout_s: float) -> str:
+def timing_config(name: str, concurrency: int, timeout_s: float,
+                  grpc_streams: int | None) -> str:
+    streams = "" if grpc_streams is None else f"  grpc_max_concurrent_streams: {grpc_streams}\n"
     return (f"model_name: {name}\nruntime:\n  predict_concurrency: {concurrency}\n"
             f"  idle_timeout_s: {timeout_s:g}\n  body_idle_timeout_s: {timeout_s:g}\n"
-            f"  write_timeout_s: {timeout_s:g}\nserver:\n  access_log: false\n")
+            f"  write_timeout_s: {timeout_s:g}\nserver:\n  access_log: false\n{streams}")
 
 
 class Daemons:
     """The daemons of the availability and input attacks, started on first use."""
 
-    def __init__(self, root: Path, timeout_s: float) -> None:
+    def __init__(self, root: Path, timeout_s: float, grpc_streams: int | None) -> None:
         self._root = root
         self._timeout_s = timeout_s
+        self._grpc_streams = grpc_streams
         self._started: dict[str, DaemonProcess] = {}
         self._specs = {
             "echo": (EXAMPLES / "echo", 16),
@@ -1655,7 +1658,7 @@ class Daemons:
     def get(self, name: str) -> DaemonProcess:
         if name not in self._started:
             source, slots = self._specs[name]
-            config = timing_config(name, slots, self._timeout_s)
+            config = timing_config(name, slots, self._timeout_s, self._grpc_streams)
             print(f"\nstarting daemon {name} ({source.relative_to(REPO)}), API key set, "
                   f"config.yaml:\n    " + config.strip().replace("\n", "\n    "), flush=True)
             daemon = DaemonProcess(copy_model(self._root / name, source, config),
@@ -1683,7 +1686,7 @@ def fresh(root: Path, name: str, source: Path, config: str) -> DaemonProcess:
 
 def run_attacks(args: argparse.Namespace, root: Path, findings: Findings) -> list[Result]:
     selected = args.only or [n for n in ALL if n != "llm" or args.llm]
-    daemons = Daemons(root, args.timeout)
+    daemons = Daemons(root, args.timeout, args.grpc_streams)
     results: list[Result] = []
     try:
         if "slot-stall" in selected:
@@ -1807,6 +1810,10 @@ def main() -> int:
                         help="rapid-reset: rounds measured alone, before the probed run")
     parser.add_argument("--reset-streams", type=int, default=20000,
                         help="rapid-reset: HEADERS + RST_STREAM pairs per round")
+    parser.add_argument("--grpc-streams", type=int, default=None, metavar="N",
+                        help="server.grpc_max_concurrent_streams of the attacked daemons "
+                             "(default: the daemon's own, 256); e.g. 32 as README's rapid-reset "
+                             "figures compare")
     parser.add_argument("--via-haproxy", action="store_true",
                         help="rapid-reset: the attacker and the prober call through haproxy")
     parser.add_argument("--llm", action="store_true", help="also attack the embedded model")

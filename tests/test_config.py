@@ -10,7 +10,14 @@ import httpx
 import pytest
 import yaml
 
-from daemon.config import MiB, load_model_config, parse_model_config, secret_env_name
+from daemon.config import (
+    MiB,
+    ServerConfig,
+    load_model_config,
+    parse_model_config,
+    secret_env_name,
+    with_server_section,
+)
 from daemon.errors import ConfigError
 from daemon.model.loader import Secrets, apply_to_process
 from tests.conftest import StartDaemon
@@ -302,3 +309,13 @@ def test_bad_transport_sections_name_the_key(tmp_path: Path, transport: Any,
                                              error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         parse_model_config(tmp_path, {"runtime": {"transport": transport}})
+
+
+def test_the_grpc_stream_limit_is_a_server_setting() -> None:
+    flags = ServerConfig()
+    assert with_server_section(flags, {}, {}).grpc_max_concurrent_streams == 256
+    lowered = with_server_section(flags, {"grpc_max_concurrent_streams": 32}, {})
+    assert lowered.grpc_max_concurrent_streams == 32
+    with pytest.raises(ConfigError, match="server.grpc_max_concurrent_streams: expected a "
+                                          "positive integer"):
+        with_server_section(flags, {"grpc_max_concurrent_streams": 0}, {})

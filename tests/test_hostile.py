@@ -335,9 +335,10 @@ def rapid_reset(daemon: DaemonProcess, streams: int) -> tuple[int, collections.C
 
 def test_a_rapid_reset_flood_is_refused_past_the_stream_limit(hostile: DaemonProcess,
                                                               channel: grpc.Channel) -> None:
-    """grpc refuses a new stream while 32 of the connection's, cancelled ones included, are
-    still allocated (daemon/grpc/server.py): the flood's streams beyond that cost the daemon
-    no call, and a client on another connection is served meanwhile."""
+    """grpc refuses a new stream while server.grpc_max_concurrent_streams (32 in this
+    model's config) of the connection's, cancelled ones included, are still allocated: the
+    flood's streams beyond that cost the daemon no call, and a client on another connection
+    is served meanwhile."""
     predict: Any = channel.unary_unary(service.method_path(service.PREDICT))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         flood = pool.submit(rapid_reset, hostile, 10000)

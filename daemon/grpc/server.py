@@ -56,11 +56,13 @@ class GrpcServer:
             # allocated. Each one let through is a call this loop must start and end, queued
             # ahead of everyone's calls: under scripts/attack.py's flood, gRPC p99 was 28 ms
             # at 256, 11-12 at 64, 8.5 at 32 and 7 at 16, against 7.5 with the same flood on a
-            # twin daemon (2 cores shared with attacker and prober; 1.8 ms unloaded). The cost:
-            # a client has at most 32 calls open per connection (grpc queues the rest), and
-            # one that starts more at once on a fresh connection, before it has the limit,
-            # can see a few refused (UNAVAILABLE); README, "Hostile and careless clients".
-            ("grpc.max_concurrent_streams", 32),
+            # twin daemon (2 cores shared with attacker and prober; 1.8 ms unloaded). A lower
+            # limit caps every client too: at 32 a client has at most 32 calls open per
+            # connection (grpc queues the rest: a chat client sharing one channel, sessions),
+            # and one that starts more at once on a fresh connection can see a few refused
+            # (UNAVAILABLE). So 256 by default; server.grpc_max_concurrent_streams lowers it
+            # (README, "Hostile and careless clients").
+            ("grpc.max_concurrent_streams", self._config.server.grpc_max_concurrent_streams),
             # A fixed 4 MiB receive window per call instead of grpc's BDP probing, which let
             # 20-140 MiB of an upload run ahead of the model (measured); HTTP/2 flow control
             # then holds the client back. Loopback upload speed is unchanged (docs/raw.md),
