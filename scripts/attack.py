@@ -19,7 +19,8 @@ connection while the daemon keeps it, and prints per round the daemon's CPU seco
 is idle again), the GOAWAYs and RST_STREAMs it sent, and RSS; then rounds go on, back to back,
 while the prober runs; then, as a control, while the prober calls the same daemon and the
 rounds go to a twin of it (the same load on the machine's cores, none on the probed daemon).
-With --via-haproxy, the attacker and the prober call through Debian's haproxy.
+With --via-haproxy or --via-nginx, the attacker and the prober call through that proxy from
+Debian (--proxy-streams N: its streams per client connection).
 
 Memory attacks (dense-json, big-json, gzip-bomb, unauth-grpc) each get a fresh daemon with
 the default limits; its peak is reset (/proc/PID/clear_refs) just before the attack, so the
@@ -35,6 +36,7 @@ availability attack also prints the CPU each of them used while the prober ran.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import collections
@@ -1123,49 +1125,71 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ResetProxy:
-    """Debian's haproxy in front of a daemon's two ports, cleartext HTTP/2 to its gRPC port,
-    for the rapid-reset attack with --via-haproxy."""
+class ResetProxy(abc.ABC):
+    """A proxy from Debian in front of a daemon's two ports, cleartext HTTP/2 to its gRPC
+    port, for the rapid-reset attack (--via-haproxy, --via-nginx): run in the foreground with
+    a config generated in `workdir`, and its log there.
 
-    def __init__(self, workdir: Path, daemon: DaemonProcess) -> None:
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    `streams`: the streams a client may have open on one of the proxy's connections (None:
+    the proxy's default, written out)."""
+    name: str
+    default_streams: int
+
+    def __init__(self, workdir: Path, daemon: DaemonProcess, streams: int | None) -> None:
+        binary = shutil.which(self.name) or f"/usr/sbin/{self.name}"
         if not Path(binary).exists():
-            raise SystemExit("haproxy is not installed: scripts/install.sh installs it")
+            raise SystemExit(f"{self.name} is not installed: apt-get install {self.name}")
         self.http_port, self.grpc_port = free_port(), free_port()
         workdir.mkdir(parents=True, exist_ok=True)
-        config = workdir / "haproxy.cfg"
-        config.write_text(reset_proxy_config(self.http_port, self.grpc_port, daemon))
-        print("    haproxy.cfg:\n        " + config.read_text().strip().replace(
+        config = workdir / f"{self.name}.conf"
+        config.write_text(self.config(workdir, daemon,
+                                      self.default_streams if streams is None else streams))
+        print(f"    {config.name}:\n        " + config.read_text().strip().replace(
             "\n", "\n        "), flush=True)
-        self._log = (workdir / "haproxy.log").open("w")
-        self.proc = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=self._log,
+        log = workdir / f"{self.name}.log"
+        self._log = log.open("a")  # nginx appends its own error log to the same file
+        self.proc = subprocess.Popen(self.command(binary, config, log), stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not all(accepts(port) for port in (self.http_port, self.grpc_port)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("haproxy did not start:\n"
-                                   + (workdir / "haproxy.log").read_text())
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start:\n{log.read_text()}")
             time.sleep(0.05)
+
+    @abc.abstractmethod
+    def config(self, workdir: Path, daemon: DaemonProcess, streams: int) -> str: ...
+
+    @abc.abstractmethod
+    def command(self, binary: str, config: Path, log: Path) -> list[str]: ...
 
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         self._log.close()
 
 
-def reset_proxy_config(http_port: int, grpc_port: int, daemon: DaemonProcess) -> str:
-    return f"""\
+class HaproxyProxy(ResetProxy):
+    name = "haproxy"
+    # A reset stream counts until haproxy has finished with it (its defence against rapid
+    # reset since 1.9).
+    default_streams = 100
+
+    def command(self, binary: str, config: Path, log: Path) -> list[str]:
+        return [binary, "-f", str(config), "-db"]
+
+    def config(self, workdir: Path, daemon: DaemonProcess, streams: int) -> str:
+        return f"""\
 global
     nbthread 1
-    # Streams a client may have open on a connection, a reset one counted until haproxy
-    # has finished with it (its defence against rapid reset since 1.9; 100 is the default,
-    # written out). 2.6 still passes each stream on to the daemon (README); 2.9+ can close
-    # a connection that resets too much: tune.h2.fe.glitches-threshold.
-    tune.h2.max-concurrent-streams 100
+    # 2.6 passes each stream on to the daemon (README); 2.9+ can close a connection that
+    # resets too much: tune.h2.fe.glitches-threshold.
+    tune.h2.max-concurrent-streams {streams}
 
 defaults
     mode http
@@ -1174,11 +1198,11 @@ defaults
     timeout server 60s
 
 frontend grpc
-    bind 127.0.0.1:{grpc_port} proto h2
+    bind 127.0.0.1:{self.grpc_port} proto h2
     default_backend daemon_grpc
 
 frontend http
-    bind 127.0.0.1:{http_port}
+    bind 127.0.0.1:{self.http_port}
     default_backend daemon_http
 
 backend daemon_grpc
@@ -1187,6 +1211,63 @@ backend daemon_grpc
 backend daemon_http
     server daemon 127.0.0.1:{daemon.http_port}
 """
+
+
+class NginxProxy(ResetProxy):
+    name = "nginx"
+    default_streams = 128
+
+    def command(self, binary: str, config: Path, log: Path) -> list[str]:
+        return [binary, "-c", str(config), "-e", str(log),
+                "-g", f"daemon off; pid {config.parent / 'nginx.pid'}; error_log {log} notice;"]
+
+    def config(self, workdir: Path, daemon: DaemonProcess, streams: int) -> str:
+        # Temp paths of its own: nginx's default, under /var/lib/nginx, needs root.
+        temp = "\n".join(f"    {kind}_temp_path {workdir / kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""\
+worker_processes 1;
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+{temp}
+
+    # One upstream connection per call (nginx does not multiplex upstream), kept for reuse.
+    upstream daemon_grpc {{
+        server {daemon.grpc_target};
+        keepalive 32;
+    }}
+    upstream daemon_http {{
+        server 127.0.0.1:{daemon.http_port};
+        keepalive 32;
+    }}
+
+    server {{
+        listen 127.0.0.1:{self.grpc_port} http2;
+        # Streams open per client connection; Debian's 1.22.1-9+deb12u11 also carries the
+        # CVE-2023-44487 fix: at most 2x this many new streams per read of a connection.
+        http2_max_concurrent_streams {streams};
+        location / {{
+            grpc_pass grpc://daemon_grpc;
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{self.http_port};
+        location / {{
+            proxy_pass http://daemon_http;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+PROXIES: dict[str, type[ResetProxy]] = {"haproxy": HaproxyProxy, "nginx": NginxProxy}
 
 
 def accepts(port: int) -> bool:
@@ -1255,12 +1336,14 @@ def rapid_reset_run(daemons: Daemons, args: argparse.Namespace, root: Path) -> R
     rounds, streams = args.reset_rounds, args.reset_streams
     daemon = daemons.get("echo")
     twin = daemons.get("echo-twin")
-    proxies = ([ResetProxy(root / f"haproxy-{d.grpc_port}", d) for d in (daemon, twin)]
-               if args.via_haproxy else [])
+    kind = PROXIES[args.via] if args.via else None
+    proxies = ([kind(root / f"{kind.name}-{d.grpc_port}", d, args.proxy_streams)
+                for d in (daemon, twin)] if kind else [])
     port, twin_port = [p.grpc_port for p in proxies] or [daemon.grpc_port, twin.grpc_port]
     via = proxies[0] if proxies else None
+    through = f" via {args.via}" if args.via else ""
     print(f"\n[rapid-reset] {rounds} rounds of {streams} HEADERS + RST_STREAM(CANCEL) pairs "
-          f"(Predict, with the key){' through haproxy' if via else ''}, nothing else running",
+          f"(Predict, with the key){through}, nothing else running",
           flush=True)
     try:
         before = reset_peak(daemon.proc.pid)
@@ -1268,7 +1351,7 @@ def rapid_reset_run(daemons: Daemons, args: argparse.Namespace, root: Path) -> R
         after = memory(daemon.proc.pid)
         print(f"    RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB, peak "
               f"{after.hwm_mib:.0f} MiB", flush=True)
-        name = "rapid-reset" + (" via haproxy" if via else "")
+        name = "rapid-reset" + through
         result = availability(name, daemon, rapid_reset(port, streams), args, via=via)
         control = availability(f"{name} (control: the flood on a twin daemon)", daemon,
                                rapid_reset(twin_port, streams), args, via=via)
@@ -1814,8 +1897,13 @@ def main() -> int:
                         help="server.grpc_max_concurrent_streams of the attacked daemons "
                              "(default: the daemon's own, 256); e.g. 32 as README's rapid-reset "
                              "figures compare")
-    parser.add_argument("--via-haproxy", action="store_true",
-                        help="rapid-reset: the attacker and the prober call through haproxy")
+    via = parser.add_mutually_exclusive_group()
+    for proxy in PROXIES:
+        via.add_argument(f"--via-{proxy}", dest="via", action="store_const", const=proxy,
+                         help=f"rapid-reset: the attacker and the prober call through {proxy}")
+    parser.add_argument("--proxy-streams", type=int, default=None, metavar="N",
+                        help="with --via-*: streams a client may have open per proxy connection "
+                             "(default: the proxy's own, haproxy 100, nginx 128)")
     parser.add_argument("--llm", action="store_true", help="also attack the embedded model")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all results here")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
