@@ -895,22 +895,23 @@ def h2_code(code: int | None) -> str:
 
 @dataclass
 class ResetTally:
-    """What the daemon did with a run of HEADERS + RST_STREAM(CANCEL) pairs."""
+    """What the server (the daemon, or the proxy in front of it with --via-*) did with a run
+    of HEADERS + RST_STREAM(CANCEL) pairs."""
     sent: int = 0
     connections: int = 0
     resets: collections.Counter[str] = field(default_factory=collections.Counter)  # by code
     goaways: list[str] = field(default_factory=list)  # code, when, last stream it took
-    ended: list[str] = field(default_factory=list)  # connections the daemon ended, and when
-    pings: int = 0  # PINGs from the daemon (answered)
+    ended: list[str] = field(default_factory=list)  # connections the server ended, and when
+    pings: int = 0  # PINGs from the server (answered)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def text(self) -> str:
         resets = ", ".join(f"{n} {code}" for code, n in self.resets.most_common())
         errors = ", ".join(f"{n} {name}" for name, n in self.errors.most_common())
         return (f"{self.sent} streams on {self.connections} connection(s); GOAWAY: "
-                f"{'; '.join(self.goaways) or 'none'}; connections ended by the daemon: "
+                f"{'; '.join(self.goaways) or 'none'}; connections ended by the server: "
                 f"{'; '.join(self.ended[:3]) or 'none'}{' ...' if len(self.ended) > 3 else ''}"
-                f"; RST_STREAM from the daemon: {resets or 'none'}; {self.pings} PINGs"
+                f"; RST_STREAM from the server: {resets or 'none'}; {self.pings} PINGs"
                 + (f"; errors: {errors}" if errors else ""))
 
 
