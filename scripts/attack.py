@@ -76,7 +76,7 @@ import h2.events  # noqa: E402
 import h2.exceptions  # noqa: E402
 from grpc_health.v1 import health_pb2  # noqa: E402
 
-from tests.harness import EXAMPLES, MODELS, DaemonProcess, copy_model  # noqa: E402
+from tests.harness import EXAMPLES, MODELS, DaemonProcess, accepts, copy_model  # noqa: E402
 from tests.scrape import metric  # noqa: E402
 from twinserve_wire import service  # noqa: E402
 from twinserve_wire.proto.v1.model_pb2 import (  # noqa: E402
@@ -1269,14 +1269,6 @@ http {{
 
 
 PROXIES: dict[str, type[ResetProxy]] = {"haproxy": HaproxyProxy, "nginx": NginxProxy}
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 # -- availability: baseline, attack, probe ----------------------------------------------------

@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from clients import GrpcClient  # noqa: E402
+from tests.harness import start_pinned  # noqa: E402
 from twinserve_wire import service  # noqa: E402
 from twinserve_wire.proto.v1.model_pb2 import (  # noqa: E402
     PredictRequest,
@@ -98,23 +98,6 @@ def _framed(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
-def _start(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        match = re.search(pattern, line)
-        if match:
-            # Keep draining its output so a chatty server never blocks on a full pipe.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, int(match.group(1))
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not start")
-
-
 def _h2load(port: int, method: str, body_file: Path, args: argparse.Namespace) -> float:
     cmd = ["taskset", "-c", "1", "h2load", "-c", str(args.connections), "-m", "1", "-t", "1",
            "-D", str(args.duration), "--warm-up-time", "1", "-d", str(body_file),
@@ -167,11 +150,12 @@ def main() -> int:
         stream_body.write_bytes(_framed(PredictStreamRequest(
             json=orjson.dumps({"stream": STREAM_CHUNKS})).SerializeToString()))
 
-        daemon, daemon_port = _start(
+        daemon, daemon_listening = start_pinned(
             [sys.executable, "-m", "daemon", "serve", str(model_dir), "--http-port", "0",
              "--grpc-port", "0"], r"listening .*grpc=\S+:(\d+)")
-        bare, bare_port = _start([sys.executable, __file__, "--bare-server", "0"],
+        bare, bare_listening = start_pinned([sys.executable, __file__, "--bare-server", "0"],
                                  r"bare grpc=\S+:(\d+)")
+        daemon_port, bare_port = int(daemon_listening.group(1)), int(bare_listening.group(1))
         # The daemon logs "listening" before the model loads: wait until it answers.
         time.sleep(1.0)
         try:

@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.harness import start_pinned  # noqa: E402
 from twinserve_wire import service  # noqa: E402
 from twinserve_wire.proto.v1.model_pb2 import SessionFrame  # noqa: E402
 
@@ -138,19 +137,6 @@ async def _drive(transport: str, port: int, sessions: int, duration: float) -> d
 # -- running it -------------------------------------------------------------------------------
 
 
-def _start(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.search(pattern, line)
-        if match:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, match
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not start")
-
-
 def _measure(transport: str, port: int, sessions: int, duration: float) -> dict[str, float]:
     out = subprocess.run(
         ["taskset", "-c", "1", sys.executable, __file__, "--client", transport, str(port),
@@ -182,10 +168,10 @@ def main() -> int:
     (model_dir / "model").mkdir(parents=True)
     (model_dir / "model" / "model.py").write_text(MODEL)
     (model_dir / "config.yaml").write_text("runtime:\n  predict_concurrency: 64\n")
-    daemon, listening = _start(
+    daemon, listening = start_pinned(
         [sys.executable, "-m", "daemon", "serve", str(model_dir),
          "--http-port", "0", "--grpc-port", "0"], r"listening http=\S+:(\d+) grpc=\S+:(\d+)")
-    bare, bare_ports = _start([sys.executable, __file__, "--bare-server"],
+    bare, bare_ports = start_pinned([sys.executable, __file__, "--bare-server"],
                               r"bare http=\S+:(\d+) grpc=\S+:(\d+)")
     ports = {("daemon", "http"): int(listening.group(1)),
              ("daemon", "grpc"): int(listening.group(2)),

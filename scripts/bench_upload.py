@@ -27,12 +27,10 @@ import array
 import asyncio
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from clients import GrpcClient, HttpClient, RawResponse  # noqa: E402
+from tests.harness import start_pinned  # noqa: E402
 from twinserve_wire.proto.v1.tensors_pb2 import (  # noqa: E402
     Tensor,
     TensorBatch,
@@ -121,21 +120,8 @@ def pieces(data: bytes) -> Iterator[bytes]:
 # -- servers ----------------------------------------------------------------------------------
 
 
-def _start(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.search(pattern, line)
-        if match:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, match
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not start")
-
-
 def _daemon(model_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
-    proc, match = _start([sys.executable, "-m", "daemon", "serve", str(model_dir),
+    proc, match = start_pinned([sys.executable, "-m", "daemon", "serve", str(model_dir),
                           "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
                          r"listening http=(\S+):(\d+) grpc=(\S+):(\d+)")
     return proc, f"http://127.0.0.1:{match.group(2)}", f"127.0.0.1:{match.group(4)}"
@@ -210,7 +196,7 @@ def main() -> int:
         try:
             ex_proc, ex_http, ex_grpc = _daemon(example)
             ro_proc, ro_http, ro_grpc = _daemon(read_only)
-            bare_proc, bare_match = _start([sys.executable, __file__, "--bare-server", "0"],
+            bare_proc, bare_match = start_pinned([sys.executable, __file__, "--bare-server", "0"],
                                            r"bare http=\S+:(\d+)")
             procs = [ex_proc, ro_proc, bare_proc]
             bare_url = f"http://127.0.0.1:{bare_match.group(1)}"

@@ -54,7 +54,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.harness import DaemonProcess  # noqa: E402
+from tests.harness import DaemonProcess, accepts  # noqa: E402
 from twinserve_wire import service  # noqa: E402
 from twinserve_wire.proto.v1.model_pb2 import (  # noqa: E402
     PredictRequest,
@@ -143,7 +143,7 @@ class Haproxy:
         self.proc = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while not self.socket_path.exists() or not _accepts(self.port):
+        while not self.socket_path.exists() or not accepts(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"haproxy did not start:\n{self.log_path.read_text()}")
             time.sleep(0.05)
@@ -218,14 +218,6 @@ backend replicas
     default-server inter 500ms fall 2 rise 2
 {servers}
 """
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def grpc_channel(replicas: list[Replica], health_check: bool) -> grpc.aio.Channel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,35 @@ EXAMPLES = REPO / "examples"
 MODELS = Path(__file__).resolve().parent / "models"
 
 _LISTENING = re.compile(r"listening http=(\S+):(\d+)(?: grpc=(\S+):(\d+))?")
+
+
+def accepts(port: int) -> bool:
+    """A connection to loopback `port` is accepted now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def start_pinned(cmd: Sequence[str], pattern: str,
+                 cpu: str = "0") -> tuple[subprocess.Popen[str], re.Match[str]]:
+    """`cmd` pinned to CPU `cpu` (taskset), returned with the match once a line of its output
+    matches `pattern` (within 30 s): benchmarks keep servers on one core and their load on
+    the other. Its output is drained after, so a chatty server never blocks on a full pipe."""
+    proc = subprocess.Popen(["taskset", "-c", cpu, *cmd], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:
+        match = re.search(pattern, line)
+        if match:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, match
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError(f"{list(cmd)} did not start")
 
 
 def copy_model(root: Path, source: Path, config: str) -> Path:
