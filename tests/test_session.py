@@ -116,6 +116,36 @@ def test_iterating_a_session_ends_at_its_close(daemon: DaemonProcess, transport:
         session.send_text("echo:late")
 
 
+def test_iter_json_and_the_asgi_style_send(daemon: DaemonProcess, transport: str) -> None:
+    with open_session(daemon, transport) as session:
+        session.send_text("sum")
+        for n, total in ((1, 1), (2, 3), (4, 7)):
+            session.send_json({"n": n})
+            assert session.receive_json() == total
+    with open_session(daemon, transport) as session:
+        session.send_text("asgi-close")
+        assert session.receive_text() == "via send"
+        closed = closed_with(session)
+    assert (closed.code, closed.reason) == (4004, "asgi")
+
+
+def test_a_session_waits_for_the_model_to_load(start_daemon_per_test: StartDaemon,
+                                               tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    loading = start_daemon_per_test(SESSION, wait="listening",
+                                    env={"SESSION_LOAD_GATE": str(gate)})
+    for transport in TRANSPORTS:
+        with pytest.raises(TwinserveError) as refused:
+            open_session(loading, transport)
+        assert refused.value.code == "UNAVAILABLE" and "loading" in refused.value.message
+    gate.touch()
+    loading.wait_ready()
+    for transport in TRANSPORTS:
+        with open_session(loading, transport) as session:
+            session.send_text("echo:loaded")
+            assert session.receive_text() == "loaded"
+
+
 def test_returning_closes_normally(daemon: DaemonProcess, transport: str) -> None:
     with open_session(daemon, transport) as session:
         session.send_text("return")
@@ -412,6 +442,7 @@ def test_a_starlette_model_catches_starlettes_disconnect(start_daemon_per_test: 
         "from starlette.websockets import WebSocketState\n\n\n"
         "class Model:\n"
         "    async def websocket(self, websocket: fastapi.WebSocket):\n"
+        "        await websocket.accept()  # the daemon has: a no-op\n"
         "        assert websocket.client_state == WebSocketState.CONNECTED\n"
         "        try:\n"
         "            async for text in websocket.iter_text():\n"

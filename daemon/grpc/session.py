@@ -21,6 +21,10 @@ from twinserve_wire.proto.v1.model_pb2 import SessionClose, SessionFrame
 Context = grpc.aio.ServicerContext[Any, Any]
 # How long the daemon's close frame may wait on a client that does not read.
 _CLOSE_TIMEOUT_S = 5.0
+# What grpc.aio raises from a read or write once the call is over (cancelled, past its
+# deadline, aborted): the client is gone.
+_CALL_OVER = (grpc.aio.AioRpcError, grpc.aio.InternalError, grpc.aio.UsageError,
+              grpc.aio.AbortError)
 
 # The status a session's call ends with, by its close code: what a gRPC client without our
 # client library sees (the close frame before it carries the code itself).
@@ -58,8 +62,8 @@ class GrpcChannel:
             return self._sent_close
         try:
             message = await self._context.read()
-        except (grpc.aio.AioRpcError, grpc.aio.InternalError, grpc.aio.UsageError):
-            return Closed(ABNORMAL, "")  # the call is over: cancelled, or past its deadline
+        except _CALL_OVER:
+            return Closed(ABNORMAL, "")
         if self._sent_close is not None:  # frames the client sent before it saw our close
             return self._sent_close
         if message is grpc.aio.EOF:
@@ -79,8 +83,7 @@ class GrpcChannel:
         message = SessionFrame(text=frame) if isinstance(frame, str) else SessionFrame(data=frame)
         try:
             await self._context.write(message)
-        except (grpc.aio.AioRpcError, grpc.aio.InternalError, grpc.aio.UsageError,
-                grpc.aio.AbortError) as exc:
+        except _CALL_OVER as exc:
             raise ConnectionResetError("the session's call is over") from exc
 
     async def close(self, code: int, reason: str) -> None:
@@ -91,8 +94,7 @@ class GrpcChannel:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await self._context.write(SessionFrame(close=SessionClose(code=code,
                                                                           reason=reason)))
-        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.InternalError,
-                grpc.aio.UsageError, grpc.aio.AbortError):
+        except (TimeoutError, *_CALL_OVER):
             pass  # the client is gone or not reading: the call's status still tells it
 
     async def _refuse(self, reason: str) -> Closed:

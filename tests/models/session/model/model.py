@@ -7,14 +7,21 @@
     close:CODE:WHY -> closes with CODE and WHY
     flood:N        -> N text frames of 1 KiB, sent without reading
     sleep:S        -> sleeps S seconds without receiving, then echoes "slept"
+    sum            -> the running sum of the "n" of each JSON frame after it (iter_json),
+                      until the client closes
+    asgi-close     -> "via send", then a close with 4004 "asgi", both by ASGI-style send()
     stats          -> what earlier sessions ended with (see `_ENDED`)
     return         -> returns (close 1000)
+
+$SESSION_LOAD_GATE, when set, holds load() until that file exists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 
 from daemon import WebSocket, WebSocketDisconnect
 
@@ -23,6 +30,11 @@ _ENDED: list[str] = []
 
 
 class Model:
+    def load(self) -> None:
+        gate = os.environ.get("SESSION_LOAD_GATE")
+        while gate and not os.path.exists(gate):
+            time.sleep(0.05)
+
     async def websocket(self, websocket: WebSocket) -> None:
         try:
             await self._serve(websocket)
@@ -62,6 +74,17 @@ class Model:
             elif name == "sleep":
                 await asyncio.sleep(float(argument))
                 await websocket.send_text("slept")
+            elif name == "sum":
+                total = 0
+                async for value in websocket.iter_json():
+                    total += value["n"]
+                    await websocket.send_json(total)
+                return
+            elif name == "asgi-close":
+                await websocket.send({"type": "websocket.send", "text": "via send"})
+                await websocket.send({"type": "websocket.close", "code": 4004,
+                                      "reason": "asgi"})
+                return
             elif name == "stats":
                 await websocket.send_text(json.dumps(_ENDED))
             elif name == "return":
