@@ -135,6 +135,8 @@ class EngineConfig:
     # hf and vllm: the KV cache shared by the batch; None: hf 512 MiB, vllm its own default
     kv_cache_mib: int | None = None
     max_batch_tokens: int = 512  # hf only: tokens (prompt chunks and decodes) in one step
+    # hf only: the engine process's torch threads; None: torch's default, one per CPU
+    threads: int | None = None
     token_delay_ms: float = 20.0  # simulated only
     abort_timeout_s: float = 5.0  # trtllm only: wait this long for the final 'cancelled' item
     max_model_len: int | None = None  # vllm only: the context, prompt included; None: model's
@@ -382,6 +384,8 @@ def _engine(raw: Any) -> EngineConfig | None:
         kv_cache_mib=None if raw.get("kv_cache_mib") is None
         else _positive_int(raw, "engine.kv_cache_mib", 512),
         max_batch_tokens=_positive_int(raw, "engine.max_batch_tokens", 512),
+        threads=None if raw.get("threads") is None
+        else _positive_int(raw, "engine.threads", 1),
         token_delay_ms=_non_negative_number(raw, "engine.token_delay_ms", 20.0),
         abort_timeout_s=_non_negative_number(raw, "engine.abort_timeout_s", 5.0),
         max_model_len=None if raw.get("max_model_len") is None

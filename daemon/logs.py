@@ -56,6 +56,8 @@ class _JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a record from the engine process, formatted there
+            entry["exc_info"] = record.exc_text
         return _json_line(entry)
 
 

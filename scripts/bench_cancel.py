@@ -14,9 +14,10 @@ With `--hf-under-load` it measures the real backend instead: the embedded model 
 backend with 16 streams in its batch; 8 clients disconnect at once, and the time from their
 closing to the batch holding 8 (`twinserve_engine_batch_size`, polled every 10 ms) is
 compared with one decode step of the full batch (its inter-token time). The 8 others must
-finish normally.
+finish normally. `--threads N` sets the engine process's torch threads (`engine.threads`;
+on two CPUs, 1 leaves one to the daemon and this client).
 
-    python scripts/bench_cancel.py --hf-under-load --rounds 10 [--pin]
+    python scripts/bench_cancel.py --hf-under-load --rounds 10 [--threads 1]
 
 With `--vllm` (run from .venv-vllm) it measures the vllm backend: the embedded model in
 tests/models/engine_vllm; each run streams a long generation, waits until vLLM runs it,
@@ -34,18 +35,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+import yaml  # noqa: E402
 
+from daemon.cli import BUILTIN_LLM_DIR  # noqa: E402
 from tests.harness import MODELS, DaemonProcess  # noqa: E402
 
 _ABORT = re.compile(r"simulated abort observed request_id=(\S+) monotonic=([0-9.]+)")
@@ -139,29 +142,36 @@ async def under_load_round(url: str, streams: int, leaving: int) -> tuple[float,
     return left_after, gaps
 
 
-def hf_under_load(rounds: int, pin: bool) -> int:
-    env = {"PYTHONWARNINGS": "ignore"}
-    if pin:  # the daemon (one torch thread) on CPU 0, this client on CPU 1
-        os.sched_setaffinity(0, {0})
-        env["OMP_NUM_THREADS"] = "1"
-    with DaemonProcess(None, env=env) as daemon:
-        if pin:
-            os.sched_setaffinity(0, {1})
-        daemon.wait_ready(timeout=300)
-        cancels: list[float] = []
-        steps: list[float] = []
-        for _ in range(rounds):
-            left_after, gaps = asyncio.run(under_load_round(daemon.http_url, 16, 8))
-            cancels.append(left_after * 1000)
-            steps.append(statistics.median(gaps) * 1000)
-        step = statistics.median(steps)
-        p99 = percentile(cancels, 99)
-        print(f"16 streams, 8 disconnect at once, {rounds} rounds: the 8 others finished "
-              f"normally every round")
-        print(f"disconnect -> out of the batch: p50={statistics.median(cancels):.1f} ms "
-              f"p99={p99:.1f} ms max={max(cancels):.1f} ms")
-        print(f"decode step of the full batch (inter-token time, median) {step:.1f} ms; "
-              f"p99 {'within' if p99 <= step + 10 else 'OVER'} one step + 10 ms")
+def hf_under_load(rounds: int, threads: int | None) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = None  # the embedded model, as `twinserve serve` runs it
+        if threads is not None:
+            raw = yaml.safe_load((BUILTIN_LLM_DIR / "config.yaml").read_text())
+            raw["engine"]["threads"] = threads
+            model_dir = Path(tmp)
+            (model_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+        with DaemonProcess(model_dir, env={"PYTHONWARNINGS": "ignore"}) as daemon:
+            daemon.wait_ready(timeout=300)
+            return under_load_rounds(daemon, rounds)
+
+
+def under_load_rounds(daemon: DaemonProcess, rounds: int) -> int:
+    cancels: list[float] = []
+    steps: list[float] = []
+    for _ in range(rounds):
+        left_after, gaps = asyncio.run(under_load_round(daemon.http_url, 16, 8))
+        cancels.append(left_after * 1000)
+        steps.append(statistics.median(gaps) * 1000)
+    step = statistics.median(steps)
+    p99 = percentile(cancels, 99)
+    print(f"16 streams, 8 disconnect at once, {rounds} rounds: the 8 others finished "
+          f"normally every round")
+    print("disconnect -> out of the batch, each round (ms):",
+          " ".join(f"{ms:.0f}" for ms in cancels))
+    print(f"disconnect -> out of the batch: p50={statistics.median(cancels):.1f} ms "
+          f"p99={p99:.1f} ms max={max(cancels):.1f} ms")
+    print(f"decode step of the full batch (inter-token time, median) {step:.1f} ms; "
+          f"p99 {'within' if p99 <= step + 10 else 'OVER'} one step + 10 ms")
     return 0
 
 
@@ -208,13 +218,13 @@ def main() -> int:
     parser.add_argument("--hf-under-load", action="store_true",
                         help="measure the real hf backend with 16 streams in its batch")
     parser.add_argument("--rounds", type=int, default=10, help="with --hf-under-load")
-    parser.add_argument("--pin", action="store_true",
-                        help="with --hf-under-load: daemon on CPU 0, client on CPU 1")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="with --hf-under-load: the engine's torch threads (engine.threads)")
     parser.add_argument("--vllm", action="store_true",
                         help="measure the vllm backend (run from .venv-vllm)")
     args = parser.parse_args()
     if args.hf_under_load:
-        return hf_under_load(args.rounds, args.pin)
+        return hf_under_load(args.rounds, args.threads)
     if args.vllm:
         return vllm_cancels(args.runs)
     with DaemonProcess(MODELS / "engine_simulated", env={"PYTHONWARNINGS": "ignore"}) as daemon:

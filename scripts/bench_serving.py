@@ -52,7 +52,7 @@ from scripts.vllm_peer import (  # noqa: E402
     peer_engine,
     write_model_dir,
 )
-from tests.harness import REPO, DaemonProcess  # noqa: E402
+from tests.harness import REPO, DaemonProcess, rss_mib  # noqa: E402
 
 WORDS = ("river", "stone", "light", "garden", "market", "winter", "signal", "harbor")
 
@@ -138,7 +138,8 @@ async def run_daemon_level(client: Any, texts: list[str], concurrency: int, wave
 # -- the ceiling: transformers' continuous batching in this process ---------------------------
 
 class Ceiling:
-    """The library on its own: same weights, dtype, cache and batch limits as the daemon."""
+    """The library on its own: same weights, dtype, cache and batch limits as the daemon, and
+    torch's own thread count (every core: the daemon's engine leaves one to its event loop)."""
 
     def __init__(self, engine: EngineConfig) -> None:
         from daemon.config import default_cache_dir
@@ -149,12 +150,16 @@ class Ceiling:
         if not isinstance(backend, HfBackend):
             raise SystemExit("--ceiling needs a model directory with an hf engine")
         self._backend = backend
+        self._loaded: Any = None
         self._manager: Any = None
         self._count = 0
 
     def start(self) -> None:
-        self._backend.load()  # the daemon's own loading: same weights and dtype
-        self._manager = self._backend.new_manager()  # its settings, without our processors
+        from daemon.engine import hf_engine
+
+        settings = self._backend.engine_settings()
+        self._loaded = hf_engine.load(settings)  # the engine's own loading: weights, dtype
+        self._manager = hf_engine.new_manager(self._loaded, settings)  # without our processors
         self._manager.start()
 
     def stop(self) -> None:
@@ -173,7 +178,8 @@ class Ceiling:
             outputs: asyncio.Queue[Any] = asyncio.Queue()
             self._manager.register_result_handler(request_id, outputs.put_nowait)
             begun = last = loop.time()
-            self._manager.add_request(self._backend.token_ids(prompt), request_id=request_id,
+            self._manager.add_request(self._loaded.tokenizer(prompt).input_ids,
+                                      request_id=request_id,
                                       max_new_tokens=output_len, streaming=True,
                                       eos_token_id=-1)
             seen = 0
@@ -213,15 +219,9 @@ def row(name: str, level: Level) -> str:
 HEADER = ("side     conc  tokens/s   req/s  TTFTp50  TTFTp99  ITLp50  ITLp99   (ms)")
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 async def memory_soak(client: Any, texts: list[str], total: int, pid: int | None) -> None:
-    """`total` mixed requests, 16 at a time; the daemon's RSS after 100 and after all."""
+    """`total` mixed requests, 16 at a time; the RSS of the daemon and its
+    engine process after 100 and after all."""
     if pid is None:
         raise SystemExit("--memory needs the daemon this script starts (no --url)")
     done = 0
@@ -441,7 +441,8 @@ def main() -> None:
     parser.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
                         help="leave out vLLM's ignore_eos (for servers without it)")
     parser.add_argument("--memory", type=int, default=0, metavar="N",
-                        help="then send N mixed requests and report the daemon's RSS")
+                        help="then send N mixed requests and report the RSS of the daemon and"
+                             " its engine process")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--peer", choices=("vllm",), default=None,
                         help="also start vLLM's own server and compare a daemon with the vllm "

@@ -25,6 +25,18 @@ MODELS = Path(__file__).resolve().parent / "models"
 _LISTENING = re.compile(r"listening http=(\S+):(\d+)(?: grpc=(\S+):(\d+))?")
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` and its children (the hf backend's engine), in MiB."""
+    total = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mib(int(child))
+    return total
+
+
 def accepts(port: int) -> bool:
     """A connection to loopback `port` is accepted now."""
     try:

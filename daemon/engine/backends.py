@@ -20,7 +20,7 @@ def build_backend(config: EngineConfig, cache_dir: Path) -> Backend:
         return HfBackend(model=config.model, cache_dir=cache_dir, device=config.device,
                          dtype=config.dtype, max_batch_size=config.max_batch_size or 32,
                          kv_cache_mib=config.kv_cache_mib or 512,
-                         max_batch_tokens=config.max_batch_tokens)
+                         max_batch_tokens=config.max_batch_tokens, threads=config.threads)
     if config.backend == "vllm":
         from daemon.engine.vllm import VllmBackend
 

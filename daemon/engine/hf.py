@@ -1,22 +1,28 @@
 """Backend `hf`: transformers' continuous batching, so concurrent requests share each step.
 
-One `ContinuousBatchingManager` (transformers' own scheduler and paged KV cache) runs the
-model in its background thread; requests join and leave the running batch between steps.
-Its outputs come back on the event loop through `register_result_handler`, one cumulative
-`GenerationOutput` per step, and are turned into text deltas here. A cancel goes to
-`cancel_request`, which drops the request and frees its cache blocks before the next step.
+The model and the library's `ContinuousBatchingManager` (its scheduler and paged KV cache)
+run in an engine process of their own (`daemon/engine/hf_engine.py`), so the model's
+steps never wait for the daemon's event loop, nor the loop for them. Here, in the daemon,
+prompts are tokenized and checked, the engine's new token ids are turned into text deltas,
+and a cancel is sent on at once; the engine hands it to `cancel_request`, which drops the
+request and frees its cache blocks before the next step.
 
-If the generation loop itself dies (a failing forward pass), every request in the batch
-gets the failure, the backend reports itself unavailable, and a fresh manager is started
-for the next requests.
+If the engine process ends unasked (its batch loop died on a failing forward pass, or it
+was killed), every request it was running gets the failure, the backend reports itself
+unavailable, and a fresh engine process is started for the next requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +30,19 @@ from daemon.engine.cancel import CancelSignal
 from daemon.engine.chat_prompt import tokenized
 from daemon.engine.detokenize import IncrementalDetokenizer
 from daemon.engine.generation import Delta, FinishReason, GenerationRequest
+from daemon.engine.hf_engine import EngineSettings
 from daemon.errors import InvalidInput, ModelDefinitionError, ModelError, NotReady
 
 log = logging.getLogger("twinserve.engine.hf")
 
-MiB = 1024 * 1024
-PAGE_TOKENS = 64  # tokens per KV-cache page; small pages waste less on short requests
-
-_CANCELLED = object()  # queue marker: the request was cancelled from our side
 _RESTARTING = "the hf engine is restarting after a failure; retry shortly"
+_FAILED = "the hf engine failed while generating; it is restarting"
+STOP_TIMEOUT_S = 30  # for the engine process to stop its batch loop and exit
+
+# What a request's queue may carry besides ("tokens", new_ids, finished, error):
+_CANCELLED = ("cancelled",)  # cancelled from our side
+_LOST = ("lost",)  # the engine process ended with the request in it
+_REJECTED = ("rejected",)  # the engine's batch loop had died when the request arrived
 
 
 class HfBackend:
@@ -40,125 +50,69 @@ class HfBackend:
 
     def __init__(self, *, model: str | None, cache_dir: Path, device: str = "cpu",
                  dtype: str = "auto", max_batch_size: int = 32, kv_cache_mib: int = 512,
-                 max_batch_tokens: int = 512) -> None:
+                 max_batch_tokens: int = 512, threads: int | None = None) -> None:
         self.max_batch_size = max_batch_size
         self._model_ref = model
         self._cache_dir = cache_dir
-        self._device = device
-        self._dtype = dtype
-        self._kv_cache_mib = kv_cache_mib
-        self._max_batch_tokens = max_batch_tokens
-        self._model: Any = None
+        # The weights' location is settled by start(): the embedded model is converted first.
+        self.settings = EngineSettings(
+            source=model or "", device=device, dtype=dtype, max_batch_size=max_batch_size,
+            kv_cache_mib=kv_cache_mib, max_batch_tokens=max_batch_tokens,
+            threads=threads)
         self._tokenizer: Any = None
-        self._manager: Any = None
         self._eos: frozenset[int] = frozenset()
         self._context = 0  # most tokens (prompt and output) one request may hold
+        self._engine: EngineProcess | None = None
+        self._streams: dict[str, asyncio.Queue[tuple[Any, ...]]] = {}
+        self._batch_size = 0
         self._ids = itertools.count()
         self._recovering: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.load)
-        self._manager = await asyncio.to_thread(self._start_manager)
+        self.settings = await asyncio.to_thread(self.engine_settings)
+        from transformers import AutoTokenizer
 
-    def load(self) -> None:
-        """Load the tokenizer and weights (blocking); `start()` runs it in a thread."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained,
+                                                  self.settings.source)
+        self._engine = await self._start_engine()
 
+    def engine_settings(self) -> EngineSettings:
+        """The engine's settings, converting the embedded model first if it is the one."""
+        source = self.settings.source
         if self._model_ref is None:
             from daemon.engine.embedded import converted_dir
 
-            source: str | Path = converted_dir(self._cache_dir)
-        else:
-            source = self._model_ref
-        # The library's own start-up chatter, in a format of its own; ours is one line.
-        logging.getLogger("ContinuousBatchingLogger").setLevel(logging.WARNING)
-        dtype = "auto" if self._dtype == "auto" else getattr(torch, self._dtype)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(source)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                source, dtype=dtype, attn_implementation="sdpa")
-        except OSError as exc:
-            raise ModelDefinitionError(f"engine.model: cannot load {source!r}: {exc}") from exc
-        self._model = model.to(self._device).eval()
-        eos = self._model.generation_config.eos_token_id
-        eos_ids = eos if isinstance(eos, list) else [eos]
-        if self._tokenizer.eos_token_id is not None:
-            eos_ids.append(self._tokenizer.eos_token_id)
-        self._eos = frozenset(int(i) for i in eos_ids if i is not None)
-        log.info("hf backend loaded %s on %s as %s", source, self._device, self._model.dtype)
+            source = str(converted_dir(self._cache_dir))
+        return dataclasses.replace(self.settings, source=source,
+                                   log_level=log.getEffectiveLevel())
 
-    def new_manager(self) -> Any:
-        """A manager with this backend's cache and batch settings, greedy, not started: the
-        library as it comes (scripts/bench_serving.py's ceiling runs it so)."""
-        from transformers import GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-        text_config = self._model.config.get_text_config()
-        blocks = max(1, self._kv_cache_mib * MiB // self._block_bytes(text_config))
-        self._context = min(blocks * PAGE_TOKENS,
-                            int(getattr(text_config, "max_position_embeddings", 1 << 30)))
-        return self._model.init_continuous_batching(
-            generation_config=GenerationConfig(  # type: ignore[no-untyped-call]
-                do_sample=False,  # argmax; sampled rows are drawn in hf_sampling
-                max_new_tokens=1, eos_token_id=sorted(self._eos),
-                pad_token_id=self._tokenizer.pad_token_id or min(self._eos, default=0)),
-            continuous_batching_config=ContinuousBatchingConfig(
-                page_size=PAGE_TOKENS, num_blocks=blocks,
-                max_batch_tokens=self._max_batch_tokens,
-                max_requests_per_batch=self.max_batch_size,
-                allow_block_sharing=False, use_cuda_graph=False))
-
-    def token_ids(self, text: str) -> list[int]:
-        """A raw prompt's token ids, as /v1/completions sends it (no chat template)."""
-        ids: list[int] = self._tokenizer(text).input_ids
-        return ids
-
-    def _start_manager(self) -> Any:
-        """A started manager, with our per-request sampling, warmed up by one tiny request."""
-        from daemon.engine.hf_sampling import BatchSampling, request_kwargs
-
-        manager = self.new_manager()
-        manager.logit_processor = BatchSampling(sorted(self._eos))
-        manager.start()
-        manager.add_request([int(min(self._eos, default=0))], request_id="twinserve-warmup",
-                            max_new_tokens=2, streaming=False,
-                            **request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0,
-                                             min_tokens=0, seed=None))
-        warmup = manager.get_result(request_id="twinserve-warmup", timeout=120)
-        if warmup is None or warmup.error is not None:
-            raise ModelDefinitionError("engine: the hf backend's first generation failed; "
-                                       "see the log above")
-        log.info("hf continuous batching: up to %d requests a step, a %d MiB KV cache in "
-                 "pages of %d tokens, context %d tokens", self.max_batch_size,
-                 self._kv_cache_mib, PAGE_TOKENS, self._context)
-        return manager
-
-    def _block_bytes(self, text_config: Any) -> int:
-        """Bytes of one KV-cache page: keys and values of every layer for PAGE_TOKENS tokens."""
-        heads = getattr(text_config, "num_attention_heads")
-        kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
-        head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
-        per_token = 2 * text_config.num_hidden_layers * kv_heads * head_dim
-        return int(PAGE_TOKENS * per_token * self._model.dtype.itemsize)
+    async def _start_engine(self) -> EngineProcess:
+        engine = EngineProcess(self.settings, self._on_message, self._on_lost)
+        context, eos = await engine.start()
+        self._context, self._eos = context, frozenset(eos)
+        log.info("hf engine process %s ready", engine.pid)
+        return engine
 
     async def close(self) -> None:
+        self._closing = True
         if self._recovering is not None:
             await asyncio.shield(self._recovering)
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            await asyncio.to_thread(manager.stop, block=True, timeout=30)
-        self._model = None
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.stop()
 
     # -- what the core asks ---------------------------------------------------------------------
 
+    @property
+    def engine_pid(self) -> int | None:
+        """The engine process's pid, while one runs."""
+        return self._engine.pid if self._engine is not None else None
+
     def batch_size(self) -> int:
-        processor = getattr(self._manager, "batch_processor", None)
-        if processor is None:
-            return 0
-        return len(processor.scheduler.active_requests)
+        return self._batch_size if self._engine is not None else 0
 
     def unavailable(self) -> str | None:
         return _RESTARTING if self._recovering is not None else None
@@ -177,85 +131,107 @@ class HfBackend:
                        cancel: CancelSignal) -> AsyncIterator[Delta]:
         from daemon.engine.hf_sampling import request_kwargs
 
-        manager = self._manager
-        if manager is None or self._recovering is not None:  # it failed while this one queued
+        engine = self._engine
+        if engine is None or self._recovering is not None:  # it failed while this one queued
             raise NotReady(_RESTARTING)
         ids = request.prompt_token_ids
         assert ids is not None, "EngineCore.submit() prepares every request"
         sampling = request.sampling
         request_id = f"{request.request_id or 'generation'}#{next(self._ids)}"
-        outputs: asyncio.Queue[Any] = asyncio.Queue()
-        manager.register_result_handler(request_id, outputs.put_nowait)
         stops = set(sampling.stop_token_ids) | (set() if sampling.ignore_eos else self._eos)
+        outputs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._streams[request_id] = outputs
         detokenizer = IncrementalDetokenizer(self._tokenizer)
+        generated: list[int] = []
         finished = False
 
         def on_cancel() -> None:
-            manager.cancel_request(request_id)
+            engine.send(("cancel", request_id))
             outputs.put_nowait(_CANCELLED)
 
         try:
-            accepted = manager.add_request(
-                list(ids), request_id=request_id, max_new_tokens=sampling.max_tokens,
-                streaming=True, eos_token_id=sorted(stops) or -1,
-                **request_kwargs(greedy=sampling.greedy, temperature=sampling.temperature,
-                                 top_k=sampling.top_k, top_p=sampling.top_p,
-                                 min_tokens=0 if sampling.ignore_eos else sampling.min_tokens,
-                                 seed=sampling.seed))
-            if accepted is None:
-                self._recover(manager)
+            if not engine.send(("add", request_id, list(ids), sampling.max_tokens,
+                                sorted(stops) or -1, request_kwargs(
+                                    greedy=sampling.greedy, temperature=sampling.temperature,
+                                    top_k=sampling.top_k, top_p=sampling.top_p,
+                                    min_tokens=0 if sampling.ignore_eos
+                                    else sampling.min_tokens,
+                                    seed=sampling.seed))):
+                finished = True
                 raise NotReady(_RESTARTING)
             cancel.on_cancel(on_cancel)
             yield Delta(prompt_tokens=len(ids))
-            seen = 0
             while True:
                 output = await outputs.get()
                 if output is _CANCELLED:
                     finished = True
                     yield Delta(finish_reason="cancelled")
                     return
-                if output.error is not None:
+                if output is _REJECTED:
                     finished = True
-                    log.error("hf generation %s failed: %s", request_id, output.error)
-                    self._recover(manager)
-                    raise ModelError("the hf engine failed while generating; it is restarting")
-                tokens = output.generated_tokens[seen:]
-                seen = len(output.generated_tokens)
+                    raise NotReady(_RESTARTING)
+                if output is _LOST:
+                    finished = True
+                    raise ModelError(_FAILED)
+                _, tokens, done, error = output
+                if error is not None:
+                    finished = True
+                    log.error("hf generation %s failed: %s", request_id, error)
+                    raise ModelError(_FAILED)
                 if tokens:
+                    generated.extend(tokens)
                     yield Delta(text=detokenizer.add(tokens), token_ids=tuple(tokens))
-                if output.is_finished():
+                if done:
                     finished = True
                     tail = detokenizer.flush()
                     if tail:
                         yield Delta(text=tail)
-                    yield Delta(finish_reason=_finish_reason(output.generated_tokens, stops))
+                    yield Delta(finish_reason=_finish_reason(generated, stops))
                     return
         finally:
+            del self._streams[request_id]
             if not finished:  # left early: the consumer failed or was cancelled
-                manager.cancel_request(request_id)
-            _forget_handler(manager, request_id)
+                engine.send(("cancel", request_id))
 
-    # -- recovery -------------------------------------------------------------------------------
+    # -- what the engine process says -----------------------------------------------------------
 
-    def _recover(self, failed: Any) -> None:
-        """Replace a manager whose generation loop died; one recovery at a time."""
-        if self._recovering is not None or failed is not self._manager:
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "outputs":
+            _, outputs, self._batch_size = message
+            for request_id, tokens, done, error in outputs:
+                stream = self._streams.get(request_id)
+                if stream is not None:
+                    stream.put_nowait(("tokens", tokens, done, error))
+        elif kind == "rejected":
+            stream = self._streams.get(message[1])
+            if stream is not None:
+                stream.put_nowait(_REJECTED)
+
+    def _on_lost(self, engine: EngineProcess) -> None:
+        """The engine process ended unasked: fail what it ran, and start another."""
+        if engine is not self._engine:
             return
-        if failed.background_thread_status.fatal_error is None and failed.is_running():
-            return  # one request failed; the loop itself carries on
+        self._engine = None
+        self._batch_size = 0
+        for stream in self._streams.values():
+            stream.put_nowait(_LOST)
+        if self._closing:
+            return
 
         async def recover() -> None:
             try:
-                await asyncio.to_thread(failed.stop, block=True, timeout=30)
-                self._manager = await asyncio.to_thread(self._start_manager)
+                await engine.stop()
+                log.error("hf engine: the engine process ended (exit code %s); starting "
+                          "another", engine.exitcode)
+                self._engine = await self._start_engine()
                 log.warning("hf engine restarted after a failure")
             except Exception:
                 log.exception("hf engine could not restart; it stays unavailable")
             finally:
-                if self._manager is not failed:
+                if self._engine is not None:
                     self._recovering = None
 
-        log.error("hf engine: the generation loop died; restarting it")
         self._recovering = asyncio.get_running_loop().create_task(recover())
 
 
@@ -263,12 +239,109 @@ def _finish_reason(generated: list[int], stops: set[int]) -> FinishReason:
     return "stop" if generated and generated[-1] in stops else "length"
 
 
-def _forget_handler(manager: Any, request_id: str) -> None:
-    """Drop the result handler of a request that ends without a final output (a cancel).
+class EngineProcess:
+    """The engine process as the daemon sees it: started, sent to, read on the event loop,
+    stopped; `on_lost` is called once if it ends unasked.
 
-    The library removes a handler only when it delivers a finished output, and a cancelled
-    request never gets one; transformers has no public call for this.
+    It is `python -m daemon.engine.hf_engine`, given its end of a socket pair: a fresh
+    interpreter (never a fork of this one and its threads) that, unlike multiprocessing's
+    spawn, does not run the parent's main script again.
     """
-    router = manager.output_router
-    with router._lock:
-        router.result_handlers.pop(request_id, None)
+
+    def __init__(self, settings: EngineSettings,
+                 on_message: Callable[[tuple[Any, ...]], None],
+                 on_lost: Callable[[EngineProcess], None]) -> None:
+        self._settings = settings
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready: asyncio.Future[tuple[int, list[int]]] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    async def start(self) -> tuple[int, list[int]]:
+        """Start the process; returns (context tokens, end-of-sequence ids) once it is ready."""
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "daemon.engine.hf_engine", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            self._conn = Connection(ours.detach())
+        self._ready = loop.create_future()
+        loop.add_reader(self._conn.fileno(), self._readable)
+        self.send(("settings", self._settings))
+        try:
+            return await self._ready
+        except BaseException:
+            await self.stop()
+            raise
+
+    def send(self, message: tuple[Any, ...]) -> bool:
+        """False if the process is gone (its end is then noticed by the reader)."""
+        if self._conn is None or self._stopping:
+            return False
+        try:
+            self._conn.send(message)
+            return True
+        except OSError:
+            return False
+
+    async def stop(self) -> None:
+        """Ask the process to end, and wait for it (killing it after STOP_TIMEOUT_S)."""
+        if self._stopping:
+            return
+        self.send(("stop",))
+        self._stopping = True
+        self._close_connection()
+        process = self._process
+        if process is None:
+            return
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.error("hf engine: the engine process did not stop in %d s; killing it",
+                      STOP_TIMEOUT_S)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+    def _readable(self) -> None:
+        assert self._conn is not None
+        try:
+            while self._conn.poll():
+                self._dispatch(self._conn.recv())
+        except (EOFError, OSError):
+            self._close_connection()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(ModelDefinitionError(
+                    "engine: the hf engine process ended while loading; see the log"))
+            elif not self._stopping:
+                self._on_lost(self)
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "log":
+            fields = message[1]
+            logging.getLogger(fields["name"]).handle(logging.makeLogRecord(fields))
+        elif kind == "ready":
+            assert self._ready is not None
+            self._ready.set_result((message[1], message[2]))
+        elif kind == "failed":
+            assert self._ready is not None
+            self._ready.set_exception(ModelDefinitionError(message[1]))
+        else:
+            self._on_message(message)
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            self._conn.close()
+            self._conn = None

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
+import pytest_asyncio
 
 pytest.importorskip("transformers", reason="the hf backend needs the `hf` extra")
 
@@ -26,14 +27,18 @@ from daemon.errors import InvalidInput  # noqa: E402
 from daemon.metrics import Metrics  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def core() -> Iterator[EngineCore]:
-    """Started once for the module (the model loads in ~3 s); tests run on loops of their own."""
+# One loop for the module: the backend reads its engine process on the loop it started on.
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def core() -> AsyncIterator[EngineCore]:
+    """Started once for the module (the engine process loads the model in ~5 s)."""
     engine = EngineCore(HfBackend(model=None, cache_dir=default_cache_dir(os.environ),
                                   dtype="float32", max_batch_size=8), Metrics())
-    asyncio.run(engine.start())
+    await engine.start()
     yield engine
-    asyncio.run(engine.close())  # the generation thread must end, or the process never exits
+    await engine.close()  # the engine process must end, or it outlives the tests
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,7 @@ def greedy(tokens: int) -> SamplingParams:
     return SamplingParams(max_tokens=tokens, temperature=0.0)
 
 
+@on_module_loop
 async def test_chat_answer_through_the_template(core: EngineCore) -> None:
     deltas = [d async for d in core.submit(GenerationRequest(
         messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -57,6 +63,7 @@ async def test_chat_answer_through_the_template(core: EngineCore) -> None:
     assert 0 < deltas[-1].usage.completion_tokens <= 6
 
 
+@on_module_loop
 async def test_cancel_ends_the_iterator_and_leaves_the_batch(core: EngineCore,
                                                              backend: HfBackend) -> None:
     it = core.submit(GenerationRequest(prompt="Count from one to one hundred:",
@@ -73,6 +80,7 @@ async def test_cancel_ends_the_iterator_and_leaves_the_batch(core: EngineCore,
         await asyncio.sleep(0.01)
 
 
+@on_module_loop
 async def test_submit_refuses_what_does_not_fit_the_context(core: EngineCore) -> None:
     with pytest.raises(InvalidInput) as caught:
         core.submit(GenerationRequest(prompt="Hi", sampling=SamplingParams(max_tokens=9000)))
@@ -82,6 +90,7 @@ async def test_submit_refuses_what_does_not_fit_the_context(core: EngineCore) ->
     assert caught.value.param == "prompt"
 
 
+@on_module_loop
 async def test_n_choices_run_side_by_side(core: EngineCore) -> None:
     request = GenerationRequest(prompt="Hi", sampling=SamplingParams(
         max_tokens=5, temperature=1.0, n=3, ignore_eos=True))

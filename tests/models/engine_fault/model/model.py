@@ -1,12 +1,15 @@
-"""The built-in text model, plus a way for a test to make the engine's next step fail.
+"""The built-in text model, plus a way for a test to make the hf engine fail mid-batch.
 
-`predict({"inject": "engine_failure"})` makes the next forward pass of the hf backend's
-model raise, as a broken kernel or an out-of-memory would, inside transformers' generation
-loop. Everything else is served as usual.
+`predict({"inject": "engine_failure"})` kills the hf backend's engine process, as the
+kernel's out-of-memory killer or a crashing kernel would. Everything else is served as
+usual. (A forward pass that raises ends the engine process the same way; that path is
+tested on the engine itself, in tests/engine/test_hf_engine.py.)
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from daemon.model.text_generation import TextGenerationModel
@@ -15,13 +18,7 @@ from daemon.model.text_generation import TextGenerationModel
 class Model(TextGenerationModel):
     async def predict(self, model_input: Any) -> Any:
         if model_input == {"inject": "engine_failure"}:
-            weights = self._engine.backend._model  # type: ignore[attr-defined]
-            forward = weights.forward
-
-            def fail_once(*args: Any, **kwargs: Any) -> Any:
-                weights.forward = forward
-                raise RuntimeError("injected engine failure")
-
-            weights.forward = fail_once
+            pid = self._engine.backend.engine_pid  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
             return {"armed": True}
         return await super().predict(model_input)
