@@ -182,11 +182,20 @@ def test_twinserve_keys_are_not_reported_as_ignored(tmp_path: Path) -> None:
          "runtime.max_body_memory_bytes: expected a positive integer"),
         ({"secrets": {"a": ["b"]}}, "secrets.a: expected a string"),
         ({"model_class_name": ""}, "model_class_name: expected a non-empty string"),
+        ({"engine": {"backend": "hf", "threads": 0}}, "engine.threads: expected a positive"),
+        ({"engine": {"backend": "hf", "threads": "all"}}, "engine.threads: expected a positive"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_model_config(tmp_path, raw)
+
+
+def test_engine_threads_default_to_torchs_own_choice(tmp_path: Path) -> None:
+    engine = parse_model_config(tmp_path, {"engine": {"backend": "hf"}}).engine
+    assert engine is not None and engine.threads is None
+    engine = parse_model_config(tmp_path, {"engine": {"backend": "hf", "threads": 3}}).engine
+    assert engine is not None and engine.threads == 3
 
 
 def test_invalid_yaml_is_reported(tmp_path: Path) -> None:

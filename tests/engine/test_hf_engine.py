@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from daemon.cli import BUILTIN_LLM_DIR
 from tests.conftest import StartDaemon
 from tests.engine.test_batching import complete
 
@@ -112,8 +114,13 @@ def test_the_engine_ignores_signals_for_the_daemon_and_ends_with_it(
         time.sleep(0.05)
 
 
-def test_a_drained_daemon_stops_its_engine(start_daemon: StartDaemon) -> None:
-    daemon = start_daemon(None, timeout=300)
+def test_a_drained_daemon_stops_its_engine_which_ran_the_threads_asked(
+        start_daemon: StartDaemon, tmp_path: Path) -> None:
+    raw = yaml.safe_load((BUILTIN_LLM_DIR / "config.yaml").read_text())
+    raw["engine"]["threads"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    daemon = start_daemon(tmp_path, timeout=300)
     pid = engine_pid(daemon.log)
+    assert "as torch.float32, 1 torch threads" in daemon.log
     assert daemon.stop() == 0
     assert gone(pid)
