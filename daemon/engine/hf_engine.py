@@ -318,10 +318,7 @@ class Engine:
                         sent[item.request_id] = len(item.generated_tokens)
                     forward.append((item.request_id, item.generated_tokens[seen:],
                                     item.is_finished(), item.error))
-            scheduler = getattr(getattr(self._manager, "batch_processor", None),
-                                "scheduler", None)
-            if scheduler is None:
-                continue
+            scheduler = self._manager.batch_processor.scheduler  # made by start_manager()
             leaving = {i for i in leaving
                        if i in scheduler.active_requests or i in scheduler.waiting_requests}
             cancelled &= leaving
