@@ -43,6 +43,7 @@ STOP_TIMEOUT_S = 30  # for the engine process to stop its batch loop and exit
 _CANCELLED = ("cancelled",)  # cancelled from our side
 _LOST = ("lost",)  # the engine process ended with the request in it
 _REJECTED = ("rejected",)  # the engine's batch loop had died when the request arrived
+_REFUSED = ("refused",)  # the library raised adding it; the engine logged why
 
 
 class HfBackend:
@@ -173,6 +174,9 @@ class HfBackend:
                 if output is _LOST:
                     finished = True
                     raise ModelError(_FAILED)
+                if output is _REFUSED:
+                    finished = True
+                    raise ModelError("the hf engine could not start this generation")
                 _, tokens, done, error = output
                 if error is not None:
                     finished = True
@@ -203,10 +207,10 @@ class HfBackend:
                 stream = self._streams.get(request_id)
                 if stream is not None:
                     stream.put_nowait(("tokens", tokens, done, error))
-        elif kind == "rejected":
+        elif kind in ("rejected", "refused"):
             stream = self._streams.get(message[1])
             if stream is not None:
-                stream.put_nowait(_REJECTED)
+                stream.put_nowait(_REJECTED if kind == "rejected" else _REFUSED)
 
     def _on_lost(self, engine: EngineProcess) -> None:
         """The engine process ended unasked: fail what it ran, and start another."""

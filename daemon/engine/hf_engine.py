@@ -18,6 +18,7 @@ It talks to the daemon over one `multiprocessing` connection, in pickled tuples:
                        ("failed", message)                   instead, if loading failed
                        ("outputs", [(id, new_ids, finished, error), ...], batch_size)
                        ("rejected", id)                      the batch loop has died
+                       ("refused", id)                       adding it raised (logged)
                        ("log", record_fields)                every log record, for the daemon
 
 `batch_size` is the library's own count of requests in the running batch, sent with each
@@ -277,9 +278,14 @@ class Engine:
             kind = message[0]
             if kind == "add":
                 _, request_id, prompt_ids, max_new_tokens, stop_ids, kwargs = message
-                accepted = self._manager.add_request(
-                    prompt_ids, request_id=request_id, max_new_tokens=max_new_tokens,
-                    streaming=True, eos_token_id=stop_ids, **kwargs)
+                try:
+                    accepted = self._manager.add_request(
+                        prompt_ids, request_id=request_id, max_new_tokens=max_new_tokens,
+                        streaming=True, eos_token_id=stop_ids, **kwargs)
+                except Exception:  # this request's fault, not the batch's: the rest go on
+                    log.exception("hf engine: could not add request %s", request_id)
+                    self._channel.send(("refused", request_id))
+                    continue
                 if accepted is None:
                     self._channel.send(("rejected", request_id))
             elif kind == "cancel":

@@ -95,6 +95,28 @@ def test_a_failing_forward_pass_fails_the_batch_and_ends_the_engine(
     assert not loop.is_alive(), "the engine went on after its batch loop died"
 
 
+def test_a_request_the_library_cannot_add_is_refused_and_the_engine_goes_on(
+        engine: tuple[hf_engine.Engine, Any, Connection]) -> None:
+    running, _, conn = engine
+    loop = threading.Thread(target=running.run)
+    loop.start()
+    kwargs = request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0, min_tokens=0,
+                            seed=None)
+    conn.send(("add", "broken", None, 4, -1, kwargs))  # no prompt: the library raises
+    conn.send(("add", "fine", [1, 2, 3], 4, -1, kwargs))
+    refused, finished = False, False
+    while not (refused and finished):
+        assert conn.poll(WAIT_S), f"refused={refused} finished={finished}"
+        message = conn.recv()
+        refused = refused or message == ("refused", "broken")
+        if message[0] == "outputs":
+            finished = finished or any(request_id == "fine" and done and error is None
+                                       for request_id, _, done, error in message[1])
+    conn.send(("stop",))
+    loop.join(WAIT_S)
+    assert not loop.is_alive()
+
+
 def test_the_engine_ignores_signals_for_the_daemon_and_ends_with_it(
         start_daemon: StartDaemon) -> None:
     daemon = start_daemon(None, timeout=300)
