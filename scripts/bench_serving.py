@@ -139,7 +139,8 @@ async def run_daemon_level(client: Any, texts: list[str], concurrency: int, wave
 
 class Ceiling:
     """The library on its own: same weights, dtype, cache and batch limits as the daemon, and
-    torch's own thread count (every core: the daemon's engine leaves one to its event loop)."""
+    torch's own thread count (one per CPU), as the daemon's engine has unless engine.threads
+    sets another."""
 
     def __init__(self, engine: EngineConfig) -> None:
         from daemon.config import default_cache_dir
