@@ -81,11 +81,14 @@ def load(settings: EngineSettings) -> Loaded:
     """Load the tokenizer and weights (blocking, seconds)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils.logging import disable_progress_bar
 
     from daemon.errors import ModelDefinitionError
 
-    # The library's own start-up chatter, in a format of its own; ours is one line.
+    # The library's own start-up chatter and progress bar, in formats of their own (a bar
+    # would land in the middle of a JSON log); ours is one line.
     logging.getLogger("ContinuousBatchingLogger").setLevel(logging.WARNING)
+    disable_progress_bar()  # type: ignore[no-untyped-call]
     dtype = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(settings.source)
