@@ -39,11 +39,15 @@ _RESTARTING = "the hf engine is restarting after a failure; retry shortly"
 _FAILED = "the hf engine failed while generating; it is restarting"
 STOP_TIMEOUT_S = 30  # for the engine process to stop its batch loop and exit
 
-# What a request's queue may carry besides ("tokens", new_ids, finished, error):
-_CANCELLED = ("cancelled",)  # cancelled from our side
-_LOST = ("lost",)  # the engine process ended with the request in it
-_REJECTED = ("rejected",)  # the engine's batch loop had died when the request arrived
-_REFUSED = ("refused",)  # the library raised adding it; the engine logged why
+# A request's queue carries (new_ids, finished) for each step, this marker once it is
+# cancelled from our side, or the exception that ends it.
+_CANCELLED = ("cancelled",)
+# Why the engine process may end a request, by what it says: its batch loop had died when
+# the request arrived; the library raised adding it (the engine logged why).
+_ENDINGS: dict[str, Callable[[], Exception]] = {
+    "rejected": lambda: NotReady(_RESTARTING),
+    "refused": lambda: ModelError("the hf engine could not start this generation"),
+}
 
 
 class HfBackend:
@@ -64,7 +68,7 @@ class HfBackend:
         self._eos: frozenset[int] = frozenset()
         self._context = 0  # most tokens (prompt and output) one request may hold
         self._engine: EngineProcess | None = None
-        self._streams: dict[str, asyncio.Queue[tuple[Any, ...]]] = {}
+        self._streams: dict[str, asyncio.Queue[tuple[Any, ...] | Exception]] = {}
         self._batch_size = 0
         self._ids = itertools.count()
         self._recovering: asyncio.Task[None] | None = None
@@ -140,7 +144,7 @@ class HfBackend:
         sampling = request.sampling
         request_id = f"{request.request_id or 'generation'}#{next(self._ids)}"
         stops = set(sampling.stop_token_ids) | (set() if sampling.ignore_eos else self._eos)
-        outputs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        outputs: asyncio.Queue[tuple[Any, ...] | Exception] = asyncio.Queue()
         self._streams[request_id] = outputs
         detokenizer = IncrementalDetokenizer(self._tokenizer)
         generated: list[int] = []
@@ -168,20 +172,10 @@ class HfBackend:
                     finished = True
                     yield Delta(finish_reason="cancelled")
                     return
-                if output is _REJECTED:
+                if isinstance(output, Exception):
                     finished = True
-                    raise NotReady(_RESTARTING)
-                if output is _LOST:
-                    finished = True
-                    raise ModelError(_FAILED)
-                if output is _REFUSED:
-                    finished = True
-                    raise ModelError("the hf engine could not start this generation")
-                _, tokens, done, error = output
-                if error is not None:
-                    finished = True
-                    log.error("hf generation %s failed: %s", request_id, error)
-                    raise ModelError(_FAILED)
+                    raise output
+                tokens, done = output
                 if tokens:
                     generated.extend(tokens)
                     yield Delta(text=detokenizer.add(tokens), token_ids=tuple(tokens))
@@ -205,12 +199,17 @@ class HfBackend:
             _, outputs, self._batch_size = message
             for request_id, tokens, done, error in outputs:
                 stream = self._streams.get(request_id)
-                if stream is not None:
-                    stream.put_nowait(("tokens", tokens, done, error))
-        elif kind in ("rejected", "refused"):
+                if stream is None:
+                    continue
+                if error is not None:
+                    log.error("hf generation %s failed: %s", request_id, error)
+                    stream.put_nowait(ModelError(_FAILED))
+                else:
+                    stream.put_nowait((tokens, done))
+        elif kind in _ENDINGS:
             stream = self._streams.get(message[1])
             if stream is not None:
-                stream.put_nowait(_REJECTED if kind == "rejected" else _REFUSED)
+                stream.put_nowait(_ENDINGS[kind]())
 
     def _on_lost(self, engine: EngineProcess) -> None:
         """The engine process ended unasked: fail what it ran, and start another."""
@@ -219,7 +218,7 @@ class HfBackend:
         self._engine = None
         self._batch_size = 0
         for stream in self._streams.values():
-            stream.put_nowait(_LOST)
+            stream.put_nowait(ModelError(_FAILED))  # it ran in the engine that ended
         if self._closing:
             return
 

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -46,31 +47,44 @@ def engine_pid(log: str) -> int:
     return int(found[-1])
 
 
+GREEDY = request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0, min_tokens=0,
+                        seed=None)
+
+
+@dataclass
+class Running:
+    """An Engine on the embedded model, running in a thread of this process; the test is
+    the daemon at the other end of its socket pair."""
+
+    model: Any
+    conn: Connection
+    thread: threading.Thread
+
+
 @pytest.fixture
-def engine() -> Iterator[tuple[hf_engine.Engine, Any, Connection]]:
-    """An Engine on the embedded model in this process, driven over a socket pair."""
+def engine() -> Iterator[Running]:
     settings = hf_engine.EngineSettings(source=str(converted_dir(default_cache_dir(os.environ))),
                                         dtype="float32", max_batch_size=4)
     loaded = hf_engine.load(settings)
     manager = hf_engine.start_manager(loaded, settings)
     ours, theirs = socket.socketpair()
-    daemon_side = Connection(ours.detach())
     channel = hf_engine._Channel(Connection(theirs.detach()))
-    yield hf_engine.Engine(channel, manager), loaded.model, daemon_side
+    thread = threading.Thread(target=hf_engine.Engine(channel, manager).run)
+    thread.start()
+    running = Running(loaded.model, Connection(ours.detach()), thread)
+    yield running
+    if thread.is_alive():
+        running.conn.send(("stop",))
+        thread.join(WAIT_S)
     manager.stop(block=True, timeout=30)
-    daemon_side.close()
+    running.conn.close()
     channel.conn.close()
 
 
-def test_a_failing_forward_pass_fails_the_batch_and_ends_the_engine(
-        engine: tuple[hf_engine.Engine, Any, Connection]) -> None:
-    running, model, conn = engine
-    loop = threading.Thread(target=running.run)
-    loop.start()
-    kwargs = request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0, min_tokens=0,
-                            seed=None)
+def test_a_failing_forward_pass_fails_the_batch_and_ends_the_engine(engine: Running) -> None:
+    conn = engine.conn
     for request_id in ("a", "b"):
-        conn.send(("add", request_id, [1, 2, 3], 500, -1, kwargs))
+        conn.send(("add", request_id, [1, 2, 3], 500, -1, GREEDY))
     outputs: dict[str, list[Any]] = {"a": [], "b": []}
     while not all(outputs.values()):  # both are generating
         assert conn.poll(WAIT_S), "no outputs"
@@ -82,7 +96,7 @@ def test_a_failing_forward_pass_fails_the_batch_and_ends_the_engine(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected: a kernel failed")
 
-    model.forward = fail
+    engine.model.forward = fail
     errors: dict[str, str] = {}
     while len(errors) < 2:
         assert conn.poll(WAIT_S), f"no error for every request: {errors}"
@@ -91,19 +105,15 @@ def test_a_failing_forward_pass_fails_the_batch_and_ends_the_engine(
             errors.update({request_id: error for request_id, _, finished, error
                            in message[1] if error is not None and finished})
     assert set(errors) == {"a", "b"} and "injected" in errors["a"]
-    loop.join(WAIT_S)
-    assert not loop.is_alive(), "the engine went on after its batch loop died"
+    engine.thread.join(WAIT_S)
+    assert not engine.thread.is_alive(), "the engine went on after its batch loop died"
 
 
 def test_a_request_the_library_cannot_add_is_refused_and_the_engine_goes_on(
-        engine: tuple[hf_engine.Engine, Any, Connection]) -> None:
-    running, _, conn = engine
-    loop = threading.Thread(target=running.run)
-    loop.start()
-    kwargs = request_kwargs(greedy=True, temperature=1.0, top_k=0, top_p=1.0, min_tokens=0,
-                            seed=None)
-    conn.send(("add", "broken", None, 4, -1, kwargs))  # no prompt: the library raises
-    conn.send(("add", "fine", [1, 2, 3], 4, -1, kwargs))
+        engine: Running) -> None:
+    conn = engine.conn
+    conn.send(("add", "broken", None, 4, -1, GREEDY))  # no prompt: the library raises
+    conn.send(("add", "fine", [1, 2, 3], 4, -1, GREEDY))
     refused, finished = False, False
     while not (refused and finished):
         assert conn.poll(WAIT_S), f"refused={refused} finished={finished}"
@@ -113,8 +123,8 @@ def test_a_request_the_library_cannot_add_is_refused_and_the_engine_goes_on(
             finished = finished or any(request_id == "fine" and done and error is None
                                        for request_id, _, done, error in message[1])
     conn.send(("stop",))
-    loop.join(WAIT_S)
-    assert not loop.is_alive()
+    engine.thread.join(WAIT_S)
+    assert not engine.thread.is_alive()
 
 
 def test_the_engine_ignores_signals_for_the_daemon_and_ends_with_it(
