@@ -1,5 +1,6 @@
 """The hf engine failing mid-batch: every request in the batch gets a clear error on its
-transport, readiness says so while the engine restarts, and later requests are served."""
+transport, readiness says so while the engine restarts, and later requests are served. And
+a request the engine refuses to add: it alone fails, the batch it joined goes on."""
 
 from __future__ import annotations
 
@@ -79,3 +80,35 @@ def test_a_failing_step_fails_the_batch_and_the_engine_recovers(daemon: DaemonPr
         client.close()
     assert answer["usage"]["completion_tokens"] == 4
     assert batch_size(daemon) == 0
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_a_request_the_engine_refuses_fails_alone(daemon: DaemonProcess, transport: str) -> None:
+    running: list[dict[str, Any]] = []
+    body = {"prompt": "The capital of France is", "max_tokens": 40, "ignore_eos": True}
+
+    def generate() -> None:
+        client = connect(daemon, transport, timeout=WAIT_S)
+        try:
+            running.append(client.completions(body))  # type: ignore[attr-defined]
+        finally:
+            client.close()
+
+    other = threading.Thread(target=generate)
+    other.start()
+    wait_for_batch(daemon, 1)
+    armed = httpx.post(f"{daemon.http_url}/predict", json={"inject": "refused_add"},
+                       timeout=WAIT_S)
+    assert armed.json() == {"armed": True}
+    client = connect(daemon, transport, timeout=WAIT_S)
+    try:
+        with pytest.raises(TwinserveError) as caught:
+            client.completions({"prompt": "Hello", "max_tokens": 4})  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    assert caught.value.code == "INTERNAL"  # HTTP 500, named as gRPC names it
+    assert caught.value.message.startswith("the hf engine could not start this generation")
+    assert "Traceback" not in caught.value.message
+    other.join(WAIT_S)
+    assert [answer["usage"]["completion_tokens"] for answer in running] == [40]
+    daemon.wait_for_log("hf engine: could not add request")
